@@ -1,0 +1,1 @@
+"""Command line interface: ``qlib-prefect run / rolling / data / task-pool / serve / demo``."""
