@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: sub-command modules (``qlib_prefect.cli.<name>``), each with ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("data", "dataset", "demo", "run", "rolling", "task_pool", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
