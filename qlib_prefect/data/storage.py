@@ -1,0 +1,344 @@
+"""Read and write qlib's on-disk data format, byte for byte.
+
+Layout of a data directory (``provider_uri``)::
+
+    calendars/day.txt                 one date per line (YYYY-MM-DD), ascending; optional day_future.txt
+    instruments/<market>.txt          SYMBOL<TAB>start<TAB>end per line; several spans per symbol allowed
+    features/<symbol>/<field>.day.bin little-endian float32: [start calendar index, v_start, v_start+1, ...]
+
+Symbol directories and field names are lower-case; Windows reserved names (CON, PRN, AUX, NUL, COM0-9,
+LPT0-9) get the prefix ``_qlib_`` (qlib's ``code_to_fname``). Every writer here is atomic (temporary file in
+the same folder, then ``os.replace``); every reader raises :class:`~qlib_prefect.errors.DataFormatError`
+naming the file and line at fault.
+
+Example:
+    >>> import tempfile, pandas as pd, numpy as np
+    >>> root = Path(tempfile.mkdtemp())
+    >>> write_calendar(root, pd.to_datetime(["2020-01-02", "2020-01-03"]))
+    >>> write_bin(feature_path(root, "AAPL", "close"), 0, np.array([1.0, 2.0]))
+    >>> read_bin(feature_path(root, "AAPL", "close"))[1].tolist()
+    [1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qlib_prefect.errors import DataFormatError
+
+__all__ = [
+    "BIN_DTYPE",
+    "FNAME_PREFIX",
+    "Spans",
+    "append_bin",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "bin_span",
+    "calendar_path",
+    "code_to_fname",
+    "decode_bin",
+    "feature_path",
+    "fname_to_code",
+    "format_dates",
+    "instruments_path",
+    "list_codes",
+    "list_fields",
+    "list_markets",
+    "parse_calendar_text",
+    "read_bin",
+    "read_calendar",
+    "read_instruments",
+    "write_bin",
+    "write_calendar",
+    "write_instruments",
+]
+
+Spans = dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]
+
+#: little-endian float32, qlib's ``"<f"``.
+BIN_DTYPE = np.dtype("<f4")
+FNAME_PREFIX = "_qlib_"
+_RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))])
+
+
+# ----------------------------------------------------------------------------------------------- names / paths
+def code_to_fname(code: str) -> str:
+    """Instrument code -> feature directory name (lower-case, reserved Windows names prefixed ``_qlib_``)."""
+    code = str(code)
+    if code.upper() in _RESERVED:
+        code = FNAME_PREFIX + code
+    return code.lower()
+
+
+def fname_to_code(fname: str) -> str:
+    """Feature directory name -> instrument code (prefix stripped, case as stored on disk)."""
+    return fname[len(FNAME_PREFIX):] if fname.startswith(FNAME_PREFIX) else fname
+
+
+def calendar_path(root: str | Path, freq: str = "day", future: bool = False) -> Path:
+    return Path(root) / "calendars" / (f"{freq.lower()}_future.txt" if future else f"{freq.lower()}.txt")
+
+
+def instruments_path(root: str | Path, market: str = "all") -> Path:
+    return Path(root) / "instruments" / f"{market.lower()}.txt"
+
+
+def feature_path(root: str | Path, code: str, field: str, freq: str = "day") -> Path:
+    return Path(root) / "features" / code_to_fname(code) / f"{field.lower().lstrip('$')}.{freq.lower()}.bin"
+
+
+# ----------------------------------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def format_dates(dates: Iterable[pd.Timestamp] | pd.DatetimeIndex) -> list[str]:
+    """``YYYY-MM-DD`` strings (``YYYY-MM-DD HH:MM:SS`` when any date has a time part)."""
+    idx = pd.DatetimeIndex(list(dates) if not isinstance(dates, pd.DatetimeIndex) else dates)
+    if len(idx) == 0:
+        return []
+    fmt = "%Y-%m-%d" if (idx == idx.normalize()).all() else "%Y-%m-%d %H:%M:%S"
+    return list(idx.strftime(fmt))
+
+
+# ----------------------------------------------------------------------------------------------- calendar
+def parse_calendar_text(text: str, source: str = "<calendar>") -> pd.DatetimeIndex:
+    """Parse calendar file content; strictly ascending unique dates, else :class:`DataFormatError`."""
+    lines: list[str] = []
+    lineno: list[int] = []
+    for i, raw in enumerate(text.splitlines(), start=1):
+        s = raw.strip()
+        if s:
+            lines.append(s)
+            lineno.append(i)
+    if not lines:
+        return pd.DatetimeIndex([], dtype="datetime64[ns]")
+    parsed = pd.to_datetime(pd.Series(lines, dtype=object), errors="coerce", format="ISO8601")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        k = int(bad[0])
+        raise DataFormatError(f"{source}: line {lineno[k]}: cannot parse date {lines[k]!r}")
+    idx = pd.DatetimeIndex(parsed.to_numpy()).as_unit("ns")
+    vals = idx.asi8
+    dif = np.diff(vals)
+    if len(dif) and (dif <= 0).any():
+        k = int(np.flatnonzero(dif <= 0)[0]) + 1
+        what = "duplicate date" if dif[k - 1] == 0 else "date out of order (calendar must be ascending)"
+        raise DataFormatError(f"{source}: line {lineno[k]}: {what} {lines[k]!r} after {lines[k - 1]!r}")
+    return idx
+
+
+def read_calendar(root: str | Path, freq: str = "day", future: bool = False) -> pd.DatetimeIndex:
+    """The trading calendar. ``future=True`` reads ``<freq>_future.txt`` if present, else the normal one."""
+    path = calendar_path(root, freq, future)
+    if future and not path.exists():
+        path = calendar_path(root, freq, False)
+    if not path.exists():
+        raise DataFormatError(f"{path}: calendar file not found (is {Path(root)} a qlib data directory?)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not a text file ({e})") from None
+    return parse_calendar_text(text, str(path))
+
+
+def write_calendar(root: str | Path, dates: Iterable[pd.Timestamp], freq: str = "day", future: bool = False) -> None:
+    """Write a calendar file (atomic). Dates must be ascending and unique."""
+    strs = format_dates(dates)
+    text = "\n".join(strs) + ("\n" if strs else "")
+    path = calendar_path(root, freq, future)
+    parse_calendar_text(text, str(path))  # validate before writing
+    atomic_write_text(path, text)
+
+
+# ----------------------------------------------------------------------------------------------- instruments
+def list_markets(root: str | Path) -> list[str]:
+    """Market names (instrument file stems) present in ``root/instruments``."""
+    d = Path(root) / "instruments"
+    return sorted(p.stem for p in d.glob("*.txt")) if d.is_dir() else []
+
+
+def read_instruments(
+    root: str | Path, market: str = "all", calendar: pd.DatetimeIndex | None = None
+) -> Spans:
+    """``{code: [(start, end), ...]}`` from ``instruments/<market>.txt`` (codes as written in the file).
+
+    With ``calendar`` given, a span lying entirely outside the calendar is an error; spans that overlap it
+    only partly are kept as written (qlib clips them to the calendar when listing).
+    """
+    path = instruments_path(root, market)
+    if not path.exists():
+        raise DataFormatError(
+            f"{path}: unknown market {market!r}; available markets in {Path(root) / 'instruments'}: "
+            f"{list_markets(root)}"
+        )
+    codes: list[str] = []
+    starts: list[str] = []
+    ends: list[str] = []
+    lnos: list[int] = []
+    for i, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        parts = raw.rstrip("\r\n").split("\t")
+        if len(parts) < 3:
+            raise DataFormatError(f"{path}: line {i}: expected SYMBOL<TAB>start<TAB>end, got {raw!r}")
+        codes.append(parts[0].strip())
+        starts.append(parts[1].strip())
+        ends.append(parts[2].strip())
+        lnos.append(i)
+    if not codes:
+        return {}
+    s = pd.to_datetime(pd.Series(starts, dtype=object), errors="coerce", format="ISO8601")
+    e = pd.to_datetime(pd.Series(ends, dtype=object), errors="coerce", format="ISO8601")
+    for arr, raw_list, what in ((s, starts, "start"), (e, ends, "end")):
+        bad = np.flatnonzero(arr.isna().to_numpy())
+        if len(bad):
+            k = int(bad[0])
+            raise DataFormatError(f"{path}: line {lnos[k]}: {codes[k]}: cannot parse {what} date {raw_list[k]!r}")
+    sv, ev = s.to_numpy(), e.to_numpy()
+    bad = np.flatnonzero(sv > ev)
+    if len(bad):
+        k = int(bad[0])
+        raise DataFormatError(f"{path}: line {lnos[k]}: {codes[k]}: start {starts[k]} is after end {ends[k]}")
+    if calendar is not None and len(calendar):
+        c0, c1 = np.datetime64(calendar[0], "ns"), np.datetime64(calendar[-1], "ns")
+        bad = np.flatnonzero((ev < c0) | (sv > c1))
+        if len(bad):
+            k = int(bad[0])
+            raise DataFormatError(
+                f"{path}: line {lnos[k]}: {codes[k]}: span {starts[k]}..{ends[k]} lies outside the calendar "
+                f"{calendar[0]:%Y-%m-%d}..{calendar[-1]:%Y-%m-%d}"
+            )
+    out: Spans = {}
+    for c, a, b in zip(codes, s, e):
+        out.setdefault(c, []).append((pd.Timestamp(a), pd.Timestamp(b)))
+    return out
+
+
+def write_instruments(root: str | Path, market: str, spans: Mapping[str, Sequence[tuple]]) -> None:
+    """Write ``instruments/<market lower>.txt`` (atomic), one ``CODE<TAB>start<TAB>end`` line per span."""
+    lines = []
+    for code, lst in spans.items():
+        for a, b in lst:
+            a, b = pd.Timestamp(a), pd.Timestamp(b)
+            if a > b:
+                raise DataFormatError(f"instruments/{market.lower()}.txt: {code}: start {a} is after end {b}")
+            sa, sb = format_dates(pd.DatetimeIndex([a, b]))
+            lines.append(f"{code}\t{sa}\t{sb}")
+    atomic_write_text(instruments_path(root, market), "\n".join(lines) + ("\n" if lines else ""))
+
+
+# ----------------------------------------------------------------------------------------------- features
+def decode_bin(path: str | Path, raw: bytes, calendar_len: int | None) -> tuple[int, np.ndarray]:
+    """Validate and decode the bytes of a feature file -> ``(start_index, values)`` (``path`` names errors)."""
+    if len(raw) % 4:
+        raise DataFormatError(f"{path}: corrupted .bin file: size {len(raw)} bytes is not a multiple of 4")
+    arr = np.frombuffer(raw, dtype=BIN_DTYPE)
+    if len(arr) == 0:
+        return 0, arr
+    s = float(arr[0])
+    if not np.isfinite(s) or s < 0 or s != int(s):
+        raise DataFormatError(f"{path}: corrupted .bin file: start index {s!r} is not a non-negative integer")
+    start = int(s)
+    if calendar_len is not None and start + len(arr) - 1 > calendar_len:
+        raise DataFormatError(
+            f"{path}: corrupted .bin file: {len(arr) - 1} values from calendar index {start} run past the "
+            f"calendar end (calendar has {calendar_len} dates)"
+        )
+    return start, arr[1:]
+
+
+def read_bin(path: str | Path, calendar_len: int | None = None) -> tuple[int, np.ndarray]:
+    """``(start_index, float32 values)`` of one feature file (validated; an empty file -> ``(0, [])``)."""
+    with open(path, "rb") as fp:
+        raw = fp.read()
+    return decode_bin(path, raw, calendar_len)
+
+
+def bin_span(path: str | Path) -> tuple[int, int] | None:
+    """``(start, end)`` calendar positions (inclusive) stored in a feature file, ``None`` if absent/empty."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if size < 8:
+        return None
+    if size % 4:
+        raise DataFormatError(f"{path}: corrupted .bin file: size {size} bytes is not a multiple of 4")
+    with open(path, "rb") as fp:
+        start, _ = decode_bin(path, fp.read(4), None)
+    return start, start + size // 4 - 2
+
+
+def write_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float]) -> None:
+    """Write ``[start, *values]`` as little-endian float32 (atomic)."""
+    if int(start) != start or start < 0:
+        raise DataFormatError(f"{path}: start index must be a non-negative integer, got {start!r}")
+    arr = np.hstack([[float(start)], np.asarray(values, dtype=np.float64)]).astype(BIN_DTYPE)
+    atomic_write_bytes(path, arr.tobytes())
+
+
+def append_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float]) -> None:
+    """Extend a feature file so that ``values`` sit at calendar positions ``start, start+1, ...``.
+
+    Existing bytes are kept identical; positions between the old end and ``start`` are NaN. A missing file
+    is created. ``start`` must lie after the stored end (history is never rewritten).
+    """
+    path = Path(path)
+    vals = np.asarray(values, dtype=np.float64).astype(BIN_DTYPE)
+    if not path.exists() or path.stat().st_size < 8:
+        write_bin(path, start, vals)
+        return
+    raw = path.read_bytes()
+    s0, old = decode_bin(path, raw, None)
+    end = s0 + len(old) - 1
+    if start <= end:
+        raise DataFormatError(f"{path}: cannot append at calendar index {start}: data already stored up to {end}")
+    pad = np.full(start - end - 1, np.nan, dtype=BIN_DTYPE)
+    atomic_write_bytes(path, raw + pad.tobytes() + vals.tobytes())
+
+
+def list_codes(root: str | Path) -> list[str]:
+    """Instrument codes having a feature directory (names as on disk, ``_qlib_`` prefix stripped)."""
+    d = Path(root) / "features"
+    if not d.is_dir():
+        return []
+    return sorted(fname_to_code(e.name) for e in os.scandir(d) if e.is_dir())
+
+
+def list_fields(root: str | Path, freq: str = "day") -> set[str]:
+    """Field names having at least one ``<field>.<freq>.bin`` file anywhere under ``features/``."""
+    d = Path(root) / "features"
+    suffix = f".{freq.lower()}.bin"
+    out: set[str] = set()
+    if not d.is_dir():
+        return out
+    for e in os.scandir(d):
+        if e.is_dir():
+            for f in os.scandir(e.path):
+                if f.name.endswith(suffix):
+                    out.add(f.name[: -len(suffix)])
+    return out
