@@ -1,0 +1,192 @@
+"""``LGBModel``: qlib's LightGBM model (qlib/contrib/model/gbdt.py) with the same parameters and outputs.
+
+* ``params = {"objective": loss, "verbosity": -1, **kwargs}``; ``loss`` is ``"mse"`` or ``"binary"``.
+* ``fit`` trains on ``dataset.prepare("train"/"valid", col_set=["feature", "label"], data_key="learn")`` with
+  ``num_boost_round=1000``, early stopping after 50 rounds without improvement on ``valid`` and an evaluation log line
+  every 20 rounds; the evaluation history is logged as metrics ``"<metric>.<set>"`` (``l2.train``, ``l2.valid``) with
+  ``step`` = iteration, to the recorder passed in or else to the active ``R`` run. Unlike qlib, no run is started
+  just to hold these metrics: without a recorder and without an active run they are only kept in ``evals_result_``.
+* ``predict(dataset, segment="test")`` returns an unnamed ``Series`` over ``(datetime, instrument)`` computed from
+  ``prepare(segment, col_set="feature", data_key="infer")`` with the best iteration.
+
+Example:
+    >>> model = LGBModel(loss="mse", learning_rate=0.2, num_leaves=15)  # doctest: +SKIP
+    >>> model.fit(dataset); pred = model.predict(dataset)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from qlib_prefect.errors import ConfigError, DataError
+from qlib_prefect.model.base import ModelFT
+
+__all__ = ["LGBModel"]
+
+logger = logging.getLogger(__name__)
+
+
+def _active_recorder() -> Any | None:
+    """The recorder of the active ``R`` run, or None.
+
+    Looked up through ``sys.modules`` so that the model layer never imports the workflow layer: if
+    ``qlib_prefect.workflow`` was never imported, no run can be active.
+    """
+    wf = sys.modules.get("qlib_prefect.workflow")
+    rec_obj = getattr(wf, "R", None) if wf is not None else None
+    if rec_obj is None:
+        return None
+    try:
+        exp_manager = rec_obj.exp_manager
+        exp = getattr(exp_manager, "active_experiment", None)
+        return getattr(exp, "active_recorder", None) if exp is not None else None
+    except Exception:  # R not initialised -> no active run
+        return None
+
+
+def log_eval_history(recorder: Any, evals_result: dict[str, dict[str, list[float]]]) -> int:
+    """Log a LightGBM evaluation history as ``"<metric>.<set>"`` metrics with ``step`` = iteration.
+
+    All metrics of one iteration go in one ``log_metrics`` call; a recorder offering ``log_metrics_batch`` (one
+    MLflow batch request for many steps) is used when available. Returns the number of values logged.
+    """
+    series: dict[str, list[float]] = {}
+    for set_name, metrics in evals_result.items():
+        for metric, values in metrics.items():
+            series[f"{metric}.{set_name}".replace("@", "_")] = list(values)
+    if not series:
+        return 0
+    n_steps = max(len(v) for v in series.values())
+    rows = [{k: float(v[i]) for k, v in series.items() if i < len(v)} for i in range(n_steps)]
+    batch = getattr(recorder, "log_metrics_batch", None)
+    if callable(batch):
+        batch([(step, row) for step, row in enumerate(rows)])
+    else:
+        for step, row in enumerate(rows):
+            recorder.log_metrics(step=step, **row)
+    return sum(len(r) for r in rows)
+
+
+class LGBModel(ModelFT):
+    """LightGBM regressor/classifier trained on a ``DatasetH`` (qlib's ``LGBModel``)."""
+
+    def __init__(
+        self, *, loss: str = "mse", early_stopping_rounds: int = 50, num_boost_round: int = 1000, **kwargs: Any
+    ) -> None:
+        if loss not in {"mse", "binary"}:
+            raise ConfigError(f"LGBModel: loss must be 'mse' or 'binary', got {loss!r}")
+        self.params: dict[str, Any] = {"objective": loss, "verbosity": -1}
+        self.params.update(kwargs)
+        self.early_stopping_rounds = early_stopping_rounds
+        self.num_boost_round = num_boost_round
+        self.model: lgb.Booster | None = None
+        self.evals_result_: dict[str, dict[str, list[float]]] = {}
+        self.feature_names_: list[str] = []
+
+    # ------------------------------------------------------------------ data
+    def _prepare_data(self, dataset: Any, reweighter: Any = None) -> list[tuple[lgb.Dataset, str]]:
+        segments = getattr(dataset, "segments", None)
+        if segments is None or "train" not in segments:
+            raise ConfigError("LGBModel.fit: the dataset has no 'train' segment")
+        out = []
+        for key in ("train", "valid"):
+            if key not in segments:
+                continue
+            df = dataset.prepare(key, col_set=["feature", "label"], data_key="learn")
+            if df.empty:
+                raise DataError(f"LGBModel.fit: segment {key!r} {segments[key]!r} is empty; check the dataset config")
+            x, y = df["feature"], df["label"]
+            if y.shape[1] != 1:
+                raise DataError(
+                    f"LGBModel.fit: LightGBM needs exactly one label column, segment {key!r} has {list(y.columns)}"
+                )
+            weight = None
+            if reweighter is not None:
+                if not hasattr(reweighter, "reweight"):
+                    raise ConfigError(f"LGBModel.fit: unsupported reweighter {type(reweighter).__name__}")
+                weight = reweighter.reweight(df)
+            if key == "train":
+                self.feature_names_ = [str(c) for c in x.columns]
+            ds = lgb.Dataset(x.to_numpy(), label=np.squeeze(y.to_numpy(), axis=1), weight=weight, free_raw_data=False)
+            out.append((ds, key))
+        return out
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        dataset: Any,
+        num_boost_round: int | None = None,
+        early_stopping_rounds: int | None = None,
+        verbose_eval: int = 20,
+        evals_result: dict | None = None,
+        reweighter: Any = None,
+        recorder: Any = None,
+        **kwargs: Any,
+    ) -> LGBModel:
+        """Train; ``recorder`` (default: the active R run, if any) receives the per-iteration metrics."""
+        evals_result = {} if evals_result is None else evals_result
+        ds_l = self._prepare_data(dataset, reweighter)
+        ds, names = zip(*ds_l)
+        callbacks = [
+            lgb.early_stopping(
+                self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds, verbose=False
+            ),
+            lgb.log_evaluation(period=verbose_eval),
+            lgb.record_evaluation(evals_result),
+        ]
+        self.model = lgb.train(
+            self.params,
+            ds[0],
+            num_boost_round=self.num_boost_round if num_boost_round is None else num_boost_round,
+            valid_sets=list(ds),
+            valid_names=list(names),
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.evals_result_ = {k: {m: list(v) for m, v in d.items()} for k, d in evals_result.items()}
+        rec = recorder if recorder is not None else _active_recorder()
+        if rec is not None:
+            log_eval_history(rec, {k: evals_result[k] for k in names if k in evals_result})
+        return self
+
+    def predict(self, dataset: Any, segment: str | slice = "test") -> pd.Series:
+        """Scores of ``segment`` as an unnamed Series indexed like the prepared features."""
+        if self.model is None:
+            raise ValueError("model is not fitted yet!")
+        x = dataset.prepare(segment, col_set="feature", data_key="infer")
+        if self.model.num_feature() != x.shape[1]:
+            raise DataError(
+                f"LGBModel.predict: the model was trained on {self.model.num_feature()} features, "
+                f"segment {segment!r} has {x.shape[1]}"
+            )
+        return pd.Series(self.model.predict(x.to_numpy()), index=x.index)
+
+    def finetune(
+        self, dataset: Any, num_boost_round: int = 10, verbose_eval: int = 20, reweighter: Any = None
+    ) -> None:
+        """Train ``num_boost_round`` more trees on the train segment, starting from the fitted booster."""
+        if self.model is None:
+            raise ValueError("model is not fitted yet!")
+        dtrain, _ = self._prepare_data(dataset, reweighter)[0]
+        self.model = lgb.train(
+            self.params,
+            dtrain,
+            num_boost_round=num_boost_round,
+            init_model=self.model,
+            valid_sets=[dtrain],
+            valid_names=["train"],
+            callbacks=[lgb.log_evaluation(period=verbose_eval)],
+        )
+
+    def get_feature_importance(self, *args: Any, **kwargs: Any) -> pd.Series:
+        """Feature importance (``Booster.feature_importance`` arguments), largest first."""
+        if self.model is None:
+            raise ValueError("model is not fitted yet!")
+        names = self.feature_names_ or self.model.feature_name()
+        return pd.Series(self.model.feature_importance(*args, **kwargs), index=names).sort_values(ascending=False)

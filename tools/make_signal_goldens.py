@@ -1,0 +1,92 @@
+"""Generate the signal-evaluation goldens from the REAL qlib (run with the qlib venv, never in the test suite).
+
+    MLFLOW_ALLOW_FILE_STORE=true MLFLOW_DISABLE_TELEMETRY=true \
+        /work/qlib-venv/bin/python tools/make_signal_goldens.py [out_dir=tests/golden/signal]
+
+Builds a fixed, seeded pred/label pair with the awkward cases (NaNs on either side, rows present on one side only,
+ties in pred, a date with a single valid pair, a constant-pred date, an all-NaN-label date, a date with fewer than
+5 rows so N = 0) and stores qlib's ``calc_ic`` / ``calc_long_short_return`` / ``calc_long_short_prec`` outputs and
+SigAnaRecord's metric formulas as parquet/JSON. tests/model/test_signal_eval.py compares ours to 1e-12.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def make_inputs(seed: int = 20261127) -> pd.DataFrame:
+    """Union-indexed frame: pred, label (float64), label32 (float32), has_pred, has_label."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2017-01-02", periods=40)
+    insts = [f"S{i:03d}" for i in range(37)]
+    idx = pd.MultiIndex.from_product([dates, insts], names=["datetime", "instrument"])
+    n = len(idx)
+    factor = rng.standard_normal(n)
+    label = 0.02 * (0.1 * factor + rng.standard_normal(n))
+    pred = factor + 0.05 * rng.standard_normal(n)
+    pred[rng.random(n) < 0.04] = np.nan
+    label[rng.random(n) < 0.06] = np.nan
+    df = pd.DataFrame({"pred": pred, "label": label}, index=idx)
+    d = df.index.get_level_values("datetime")
+    df.loc[d == dates[3], "pred"] = np.round(df.loc[d == dates[3], "pred"], 1)  # heavy ties
+    df.loc[d == dates[5], "pred"] = 0.5  # constant pred -> NaN IC
+    df.loc[d == dates[7], "label"] = np.nan  # all-NaN label
+    one = (d == dates[9]).nonzero()[0]
+    df.iloc[one[1:], 0] = np.nan  # a single valid pair
+    df["has_pred"] = rng.random(n) > 0.03
+    df["has_label"] = rng.random(n) > 0.03
+    few = (d == dates[11]).nonzero()[0]
+    df.iloc[few[4:], df.columns.get_loc("has_pred")] = False  # date 11: only 4 rows -> N = int(4*0.2) = 0
+    df.iloc[few[4:], df.columns.get_loc("has_label")] = False
+    df.loc[~df["has_pred"], "pred"] = np.nan
+    df.loc[~df["has_label"], "label"] = np.nan
+    df["label32"] = df["label"].astype(np.float32)
+    return df
+
+
+def split(df: pd.DataFrame, label_col: str = "label") -> tuple[pd.Series, pd.Series]:
+    return df.loc[df["has_pred"], "pred"], df.loc[df["has_label"], label_col]
+
+
+def main(out: Path) -> None:
+    from qlib.contrib.eva.alpha import calc_ic, calc_long_short_prec, calc_long_short_return
+
+    out.mkdir(parents=True, exist_ok=True)
+    df = make_inputs()
+    df.to_parquet(out / "inputs.parquet")
+    metrics: dict[str, dict[str, float]] = {}
+    for tag, col in (("f64", "label"), ("f32", "label32")):
+        pred, label = split(df, col)
+        ic, ric = calc_ic(pred, label)
+        ls, la = calc_long_short_return(pred, label)
+        lp, sp = calc_long_short_prec(pred, label)
+        lpa, spa = calc_long_short_prec(pred, label, is_alpha=True)
+        ls_d, la_d = calc_long_short_return(pred, label, dropna=True, quantile=0.1)
+        frame = {
+            "ic": ic, "ric": ric, "long_short": ls, "long_avg": la, "long_pre": lp, "short_pre": sp,
+            "long_pre_alpha": lpa, "short_pre_alpha": spa, "long_short_dropna_q10": ls_d, "long_avg_dropna_q10": la_d,
+        }
+        for name, s in frame.items():
+            s.astype("float64").rename("value").to_frame().to_parquet(out / f"{tag}_{name}.parquet")
+        metrics[tag] = {
+            "IC": float(ic.mean()), "ICIR": float(ic.mean() / ic.std()),
+            "Rank IC": float(ric.mean()), "Rank ICIR": float(ric.mean() / ric.std()),
+            "Long-Short Ann Return": float(ls.mean() * 252),
+            "Long-Short Ann Sharpe": float(ls.mean() / ls.std() * 252**0.5),
+            "Long-Avg Ann Return": float(la.mean() * 252),
+            "Long-Avg Ann Sharpe": float(la.mean() / la.std() * 252**0.5),
+        }
+    import qlib
+
+    meta = {"qlib_version": qlib.__version__, "pandas": pd.__version__, "numpy": np.__version__, "metrics": metrics}
+    (out / "expected.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    print(json.dumps(meta, indent=1))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "tests/golden/signal")
