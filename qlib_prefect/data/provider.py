@@ -51,13 +51,17 @@ class LocalProvider:
     Args:
         path: the data directory (qlib's ``provider_uri``); ``~`` is expanded.
         freq: calendar / feature frequency suffix (``day``).
-        cache_size: number of loaded ``(field, codes)`` panels kept in memory.
+        cache_size: at most this many loaded ``(field, codes)`` panels are kept in memory ...
+        cache_bytes: ... and at most this many bytes of them (default 1 GiB; 0 disables the cache).
     """
 
-    def __init__(self, path: str | Path, *, freq: str = "day", cache_size: int = 64) -> None:
+    def __init__(
+        self, path: str | Path, *, freq: str = "day", cache_size: int = 64, cache_bytes: int = 1 << 30
+    ) -> None:
         self.path = Path(path).expanduser()
         self.freq = freq
         self.cache_size = int(cache_size)
+        self.cache_bytes = int(cache_bytes)
         self._lock = threading.RLock()
         self._cal: dict[bool, pd.DatetimeIndex] = {}
         self._inst: dict[str, Spans] = {}
@@ -136,11 +140,15 @@ class LocalProvider:
                 self._lru.move_to_end(key)
                 return FieldData(hit.values.copy(), hit.start.copy(), hit.end.copy())
         fd = self._read_field(name, key[1], len(cal))
+        if fd.values.nbytes > self.cache_bytes or self.cache_size <= 0:
+            return fd
         with self._lock:
             self._lru[key] = fd
             self._lru.move_to_end(key)
-            while len(self._lru) > self.cache_size:
-                self._lru.popitem(last=False)
+            used = sum(v.values.nbytes for v in self._lru.values())
+            while len(self._lru) > self.cache_size or used > self.cache_bytes:
+                _, old = self._lru.popitem(last=False)
+                used -= old.values.nbytes
         return FieldData(fd.values.copy(), fd.start.copy(), fd.end.copy())
 
     def _read_field(self, name: str, codes: tuple[str, ...], n: int) -> FieldData:

@@ -86,3 +86,13 @@ def test_fingerprint_changes_with_content(data_dir):
     assert f2 != f1
     st.write_instruments(data_dir, "extra", {"AAA": [("2020-01-01", "2020-01-02")]})
     assert fingerprint_dir(data_dir) != f2
+
+
+def test_cache_bounded_by_bytes(data_dir):
+    p = LocalProvider(data_dir, cache_bytes=6 * 4 * 2)  # room for one (6 dates x 2 codes) float32 panel
+    p.load_field("close", ["AAA", "BBB"])
+    p.load_field("open", ["AAA", "BBB"])
+    assert list(p._lru) == [("open", ("AAA", "BBB"))]
+    uncached = LocalProvider(data_dir, cache_bytes=0)
+    a = uncached.load_field("close", ["AAA"])
+    assert a.values[0, 0] == 1.0 and not uncached._lru
