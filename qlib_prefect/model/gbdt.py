@@ -42,11 +42,13 @@ def _active_recorder() -> Any | None:
     rec_obj = getattr(wf, "R", None) if wf is not None else None
     if rec_obj is None:
         return None
+    is_built = getattr(rec_obj, "is_built", None)
+    if callable(is_built) and not is_built():  # never build a default store just to look
+        return None
     try:
-        exp_manager = rec_obj.exp_manager
-        exp = getattr(exp_manager, "active_experiment", None)
+        exp = getattr(rec_obj.exp_manager, "active_experiment", None)
         return getattr(exp, "active_recorder", None) if exp is not None else None
-    except Exception:  # R not initialised -> no active run
+    except Exception:  # R not usable -> no active run
         return None
 
 
