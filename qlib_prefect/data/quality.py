@@ -151,7 +151,8 @@ def compute_quality(
     rows = np.arange(n)[:, None]
     span = (rows >= np.asarray(start)[None, :]) & (rows <= np.asarray(end)[None, :])
     n_span = int(span.sum())
-    p = {f.lower(): np.asarray(v, dtype=np.float64) for f, v in panels.items()}
+    # checks run at the stored precision (float32), so an import report equals a later `check` of the files
+    p = {f.lower(): np.asarray(v, dtype=np.float32) for f, v in panels.items()}
     base = [f for f in _BASE if f in p]
     gap = span & np.logical_and.reduce([np.isnan(p[f]) for f in base]) if base else np.zeros((n, k), bool)
     has_row = span & ~gap
@@ -188,7 +189,7 @@ def compute_quality(
             prev = np.vstack([np.full((1, k), np.nan), bn.push(c, axis=0)[:-1]])
             nxt = bn.push(c[::-1], axis=0)[::-1]
             nxt = np.vstack([nxt[1:], np.full((1, k), np.nan)])
-            ret = c / prev - 1.0
+            ret = c / prev - np.float32(1.0)
             add("jump", np.abs(ret) > jump_threshold, "close", p["close"], n_rows)
             r1 = np.log(c / prev)
             r2 = np.log(nxt / c)
