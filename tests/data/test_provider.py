@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,3 +101,43 @@ def test_cache_bounded_by_bytes(data_dir):
     uncached = LocalProvider(data_dir, cache_bytes=0)
     a = uncached.load_field("close", ["AAA"])
     assert a.values[0, 0] == 1.0 and not uncached._lru
+
+
+_ORACLE = os.environ.get("QLIB_ORACLE_PYTHON", "")
+_ORACLE_SCRIPT = r"""
+import json, sys
+import qlib
+from qlib.data import D
+qlib.init(provider_uri=sys.argv[1], region="us")
+out = {"cal": [str(d.date()) for d in D.calendar()],
+       "inst": {k: [[str(a.date()), str(b.date())] for a, b in v]
+                for k, v in D.list_instruments(D.instruments("two")).items()}}
+df = D.features(["AAA", "BBB", "CON"], ["$close", "$open"], freq="day")
+out["close"] = {f"{i}|{d.date()}": (None if v != v else float(v)) for (i, d), v in df["$close"].items()}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.qlib
+@pytest.mark.skipif(not _ORACLE or not Path(_ORACLE).exists(), reason="set QLIB_ORACLE_PYTHON to the real qlib venv")
+def test_real_qlib_reads_our_files_the_same(data_dir):
+    cal = LocalProvider(data_dir).calendar()
+    st.write_bin(st.feature_path(data_dir, "CON", "close"), 4, [42.0, 43.0])  # reserved Windows name
+    st.write_instruments(data_dir, "all", {"AAA": [(cal[0], cal[2])], "BBB": [(cal[2], cal[5])],
+                                           "CON": [(cal[4], cal[5])]})
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    r = subprocess.run([_ORACLE, "-c", _ORACLE_SCRIPT, str(data_dir)], capture_output=True, text=True, env=env,
+                       timeout=300, check=True)
+    q = json.loads(r.stdout.strip().splitlines()[-1])
+    p = LocalProvider(data_dir)
+    assert q["cal"] == list(p.calendar().strftime("%Y-%m-%d"))
+    ours = {k: [[f"{a:%Y-%m-%d}", f"{b:%Y-%m-%d}"] for a, b in v] for k, v in p.instruments("two").items()}
+    assert q["inst"] == ours
+    fd = p.load_field("close", ["AAA", "BBB", "CON"])
+    assert q["close"]["CON|2020-01-07"] == 42.0 and len(q["close"]) == 3 + 4 + 2
+    for key, v in q["close"].items():
+        code, day = key.split("|")
+        j = ["AAA", "BBB", "CON"].index(code)
+        t = p.calendar().get_loc(pd.Timestamp(day))
+        ours_v = fd.values[t, j]
+        assert (v is None and np.isnan(ours_v)) or v == pytest.approx(float(ours_v)), key
