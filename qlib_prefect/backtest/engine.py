@@ -1,0 +1,247 @@
+"""``backtest()``: the daily loop behind PortAnaRecord (qlib's ``qlib.backtest.backtest``).
+
+Per trading day ``T = cal[t]`` (``t`` from the first day >= ``start_time`` to the last day <= ``end_time``):
+strategy decision from the score of ``cal[t-1]`` -> executor deals the orders against the live account ->
+bar end (held, non-suspended stocks re-priced at ``$close``; holding counts + 1; report row; position snapshot;
+trade indicators).
+
+Returns qlib's shapes: ``({"1day": (report_df, positions)}, {"1day": (indicators_df, indicator)})``.
+
+Deliberate differences from qlib 0.9.7 (docs/backtest.md): ``end_time`` may be the last calendar day (qlib
+raises IndexError, issue #2278); a duplicated prediction index, an unknown benchmark code or an empty date range
+raise :class:`~qlib_prefect.errors.BacktestError`; ``benchmark=None`` means "no benchmark" (bench = 0) instead of
+qlib's silent fallback to SH000300; initial positions without a price are priced from the last close of the 30
+days before ``start_time`` (qlib 0.9.7 raises KeyError there under pandas 3).
+
+Example:
+    >>> pm, ind = backtest("2017-01-03", "2018-02-06", strategy, executor, benchmark="SPX",
+    ...                    account=1e8)  # doctest: +SKIP
+    >>> report, positions = pm["1day"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qlib_prefect.backtest.exchange import Exchange
+from qlib_prefect.backtest.executor import BaseExecutor, SimulatorExecutor
+from qlib_prefect.backtest.position import Account, Indicator, Position
+from qlib_prefect.backtest.strategy import BaseStrategy, StepContext
+from qlib_prefect.errors import BacktestError
+
+__all__ = ["backtest", "benchmark_returns", "get_strategy_executor"]
+
+PORT_METRIC = dict[str, tuple[pd.DataFrame, dict[pd.Timestamp, Position]]]
+INDICATOR_METRIC = dict[str, tuple[pd.DataFrame, Indicator]]
+
+
+def _calendar(provider: Any) -> pd.DatetimeIndex:
+    try:
+        cal = provider.calendar(future=True)
+    except TypeError:
+        cal = provider.calendar()
+    return pd.DatetimeIndex(cal)
+
+
+def _ts(x: Any, name: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(x)
+    except (TypeError, ValueError) as e:
+        raise BacktestError(f"backtest: {name}={x!r} is not a date") from e
+    if ts is pd.NaT:
+        raise BacktestError(f"backtest: {name} is missing")
+    return ts
+
+
+def benchmark_returns(benchmark: Any, start_time: Any, end_time: Any, provider: Any) -> pd.Series | None:
+    """Daily benchmark return series like qlib's ``PortfolioMetrics._cal_benchmark``.
+
+    A code or list of codes -> ``$close/Ref($close,1)-1`` in float32, averaged over the codes per date
+    (NaN -> 0); a Series is returned as is; ``None`` -> ``None``.
+    """
+    if benchmark is None:
+        return None
+    if isinstance(benchmark, pd.Series):
+        if not isinstance(benchmark.index, pd.DatetimeIndex):
+            try:
+                benchmark = benchmark.set_axis(pd.DatetimeIndex(benchmark.index))
+            except (TypeError, ValueError) as e:
+                raise BacktestError("benchmark: a Series benchmark needs a datetime index") from e
+        return benchmark
+    codes = [benchmark] if isinstance(benchmark, str) else [str(c) for c in benchmark]
+    if not codes:
+        raise BacktestError("benchmark: empty list of benchmark codes")
+    fd = provider.load_field("close", codes)
+    cal = pd.DatetimeIndex(provider.calendar())
+    i0 = 0 if start_time is None else bisect.bisect_left(cal, pd.Timestamp(start_time))
+    i1 = len(cal) - 1 if end_time is None else bisect.bisect_right(cal, pd.Timestamp(end_time)) - 1
+    close = np.asarray(fd.values, dtype=np.float32)
+    prev = np.full_like(close, np.nan)
+    prev[1:] = close[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = close / prev - np.float32(1)
+    rows = np.arange(len(cal))[:, None]
+    present = (rows >= np.maximum(fd.start, i0)[None, :]) & (rows <= np.minimum(fd.end, i1)[None, :])
+    if not present.any():
+        missing = [c for c, s, e in zip(codes, fd.start, fd.end) if e < s]
+        raise BacktestError(
+            f"benchmark {codes if len(codes) > 1 else codes[0]!r} has no data between {start_time} and {end_time}"
+            + (f" (unknown code(s): {missing})" if missing else "")
+        )
+    t_idx, j_idx = np.nonzero(present)
+    if len(codes) == 1:
+        s = pd.Series(r[t_idx, j_idx], index=cal[t_idx])
+    else:
+        long = pd.Series(r[t_idx, j_idx], index=pd.Index(cal[t_idx], name="datetime"))
+        s = long.groupby(level="datetime").mean()
+    return s.fillna(0)
+
+
+def _step_bench(bench: pd.Series | None, cal: pd.DatetimeIndex, s: int, e: int) -> list[float]:
+    """Benchmark return of each step ``cal[t]`` (t in [s, e]): prod(1 + r) - 1 over dates in the step's interval."""
+    n = e - s + 1
+    if bench is None or len(bench) == 0:
+        return [0.0] * n
+    bench = bench.sort_index() if not bench.index.is_monotonic_increasing else bench
+    vals = bench.to_numpy()
+    b = np.searchsorted(cal.values, bench.index.values, side="right") - 1
+    out = [0.0] * n
+    lo = np.searchsorted(b, np.arange(s, e + 1), side="left")
+    hi = np.searchsorted(b, np.arange(s, e + 1), side="right")
+    one = vals.dtype.type(1) if vals.dtype.kind == "f" else 1
+    for k in range(n):
+        if hi[k] > lo[k]:
+            x = vals[lo[k]:hi[k]]
+            out[k] = float((x + one).prod() - one)
+    return out
+
+
+def _account(account: Any) -> tuple[float, dict[str, Any]]:
+    if isinstance(account, (int, float, np.number)) and not isinstance(account, bool):
+        return float(account), {}
+    if isinstance(account, dict):
+        acc = copy.deepcopy(account)
+        if "cash" not in acc:
+            raise BacktestError("backtest: account dict needs a 'cash' key")
+        return float(acc.pop("cash")), acc
+    raise BacktestError(f"backtest: account must be a number or a dict with 'cash', got {type(account).__name__}")
+
+
+def _fill_prices(position: Position, start: pd.Timestamp, provider: Any, last_days: int = 30) -> None:
+    todo = [c for c in position.get_stock_list() if position.position[c].get("price") is None]
+    if not todo:
+        return
+    cal = pd.DatetimeIndex(provider.calendar())
+    i1 = bisect.bisect_right(cal, start) - 1
+    i0 = bisect.bisect_left(cal, start - pd.Timedelta(days=last_days))
+    fd = provider.load_field("close", todo)
+    lack = []
+    for j, c in enumerate(todo):
+        col = fd.values[max(i0, 0):i1 + 1, j] if i1 >= 0 else np.zeros(0)
+        ok = np.flatnonzero(~np.isnan(col))
+        if len(ok) == 0:
+            lack.append(c)
+        else:
+            position.position[c]["price"] = float(col[ok[-1]])
+    if lack:
+        raise BacktestError(f"account: {lack} have no close price in the {last_days} days before {start.date()}")
+    position.position["now_account_value"] = position.calculate_value()
+
+
+def get_strategy_executor(strategy: Any, executor: Any) -> tuple[BaseStrategy, BaseExecutor]:
+    """Build strategy and executor from instances or qlib-style configs."""
+    from qlib_prefect.utils import init_instance_by_config
+
+    try:
+        strat = init_instance_by_config(strategy, accept_types=BaseStrategy)
+        ex = init_instance_by_config(executor, accept_types=BaseExecutor)
+    except TypeError as e:
+        raise BacktestError(f"backtest: cannot build strategy/executor: {e}") from e
+    if not isinstance(strat, BaseStrategy):
+        raise BacktestError(f"backtest: strategy must be a qlib_prefect strategy, got {type(strat).__name__}")
+    if not isinstance(ex, SimulatorExecutor):
+        raise BacktestError(f"backtest: executor must be a SimulatorExecutor, got {type(ex).__name__}")
+    return strat, ex
+
+
+def backtest(
+    start_time: Any,
+    end_time: Any,
+    strategy: Any,
+    executor: Any,
+    benchmark: Any = "SH000300",
+    account: float | dict = 1e9,
+    exchange_kwargs: dict | None = None,
+    pos_type: str = "Position",
+    *,
+    provider: Any = None,
+) -> tuple[PORT_METRIC, INDICATOR_METRIC]:
+    """Run a daily backtest; see the module docstring. ``provider`` defaults to ``get_provider()``."""
+    if pos_type != "Position":
+        raise BacktestError(f"backtest: pos_type {pos_type!r} is not supported (only 'Position')")
+    if provider is None:
+        from qlib_prefect.config.runtime import get_provider
+
+        provider = get_provider()
+    start, end = _ts(start_time, "start_time"), _ts(end_time, "end_time")
+    cal = _calendar(provider)
+    s = bisect.bisect_left(cal, start)
+    e = bisect.bisect_right(cal, end) - 1
+    if e < s:
+        raise BacktestError(f"backtest: no trading day between start_time={start.date()} and end_time={end.date()}")
+    init_cash, pos_dict = _account(account)
+
+    ek = dict(exchange_kwargs or {})
+    ek.setdefault("start_time", start_time)
+    ek.setdefault("end_time", end_time)
+    given = ek.pop("exchange", None)
+    if isinstance(given, Exchange):
+        exchange = given
+    else:
+        exchange = Exchange(**ek, provider=provider)
+    exchange.load()
+
+    strat, ex = get_strategy_executor(strategy, executor)
+    acc = Account(init_cash=init_cash, position_dict=pos_dict, freq="day",
+                  port_metr_enabled=ex.generate_portfolio_metrics)
+    _fill_prices(acc.current_position, start, provider)
+    bench_series = benchmark_returns(benchmark, start_time, end_time, provider) if ex.generate_portfolio_metrics \
+        else None
+    benches = _step_bench(bench_series, cal, s, e)
+    strat.reset(trade_exchange=exchange, calendar=cal, extra_codes=acc.current_position.get_stock_list())
+
+    ex_close, ex_susp, ex_col = exchange.close, exchange.suspended, exchange.col
+    date_row = exchange._date_row
+    ncal = len(cal)
+    one_sec = pd.Timedelta(seconds=1)
+    for t in range(s, e + 1):
+        day = cal[t]
+        end_t = cal[t + 1] - one_sec if t + 1 < ncal else day + pd.Timedelta(days=1) - one_sec
+        row = date_row.get(day, -1)
+        pos = acc.current_position
+        orders = strat.generate_trade_decision(StepContext(t, row, day, end_t, pos))
+        info = ex.execute(orders, acc, exchange)
+        # bar end: re-price held stocks that traded, count the bar
+        pos = acc.current_position
+        p = pos.position
+        for code in pos.get_stock_list():
+            j = ex_col.get(code, -1) if row >= 0 else -1
+            if j >= 0 and not ex_susp[row, j]:
+                p[code]["price"] = float(ex_close[row, j])
+        pos.add_count_all("day")
+        if acc.is_port_metr_enabled():
+            acc.update_portfolio_metrics(day, benches[t - s])
+            acc.update_hist_positions(day)
+        acc.indicator.record_step(day, info, ex.ffr_method, ex.pa_method)
+
+    key = ex.freq_key
+    portfolio: PORT_METRIC = {}
+    if acc.is_port_metr_enabled():
+        portfolio[key] = acc.get_portfolio_metrics()
+    indicators: INDICATOR_METRIC = {key: (acc.indicator.generate_trade_indicators_dataframe(), acc.indicator)}
+    return portfolio, indicators
