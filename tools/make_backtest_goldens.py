@@ -163,6 +163,10 @@ def configs(cal: pd.DatetimeIndex) -> list[dict]:
         cfg("us_open_costs", region="us", exchange_kwargs={"limit_threshold": None, "open_cost": 0.001,
                                                            "close_cost": 0.002, "min_cost": 0, "deal_price": "open"},
             strategy={"topk": 15, "n_drop": 5}),
+        cfg("expr_price", exchange_kwargs={"deal_price": ["$open", "($close + $open) / 2"]},
+            strategy={"topk": 10, "n_drop": 3}),
+        cfg("limit_expr", exchange_kwargs={"limit_threshold": ["$change >= 0.05", "$change <= -0.05"]},
+            strategy={"topk": 10, "n_drop": 3}),
     ]
 
 
@@ -200,8 +204,11 @@ def main() -> None:
                     "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}}
         bench = bench_series(cal) if c["benchmark"] == "__series__" else c["benchmark"]
         account = json.loads(json.dumps(c["account"]))
+        ek = dict(c["exchange_kwargs"])
+        if isinstance(ek.get("limit_threshold"), list):  # qlib wants a tuple of expressions
+            ek["limit_threshold"] = tuple(ek["limit_threshold"])
         pm, ind = backtest(start_time=c["start_time"], end_time=c["end_time"], strategy=strategy, executor=executor,
-                           benchmark=bench, account=account, exchange_kwargs=dict(c["exchange_kwargs"]))
+                           benchmark=bench, account=account, exchange_kwargs=ek)
         report, positions = pm["1day"]
         idf, _obj = ind["1day"]
         name = c["name"]
