@@ -203,7 +203,10 @@ def backtest(
     if isinstance(given, Exchange):
         exchange = given
     else:
-        exchange = Exchange(**ek, provider=provider)
+        try:
+            exchange = Exchange(**ek, provider=provider)
+        except TypeError as e:
+            raise BacktestError(f"backtest: bad exchange_kwargs: {e}") from e
     exchange.load()
 
     strat, ex = get_strategy_executor(strategy, executor)

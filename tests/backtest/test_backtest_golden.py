@@ -18,7 +18,8 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backtest"
 RTOL = 1e-9
 CONFIGS = [
     "cn_default", "us_style", "small_account", "min_cost_tiny", "hold_thresh3", "only_tradable", "no_forbid_limit",
-    "impact_vwap", "adjusted_price", "topk5_ndrop5", "ndrop0", "bench_series", "init_positions", "us_open_costs", "expr_price", "limit_expr",
+    "impact_vwap", "adjusted_price", "topk5_ndrop5", "ndrop0", "bench_series", "init_positions", "us_open_costs",
+    "expr_price", "limit_expr",
 ]
 
 
