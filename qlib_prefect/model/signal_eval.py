@@ -33,14 +33,19 @@ from qlib_prefect.errors import DataError
 __all__ = ["calc_ic", "calc_long_short_prec", "calc_long_short_return", "pearson_by_group"]
 
 
-def _aligned(pred: pd.Series, label: pd.Series) -> pd.DataFrame:
+def _aligned(pred: pd.Series, label: pd.Series, *, label_float64: bool = True) -> pd.DataFrame:
+    """qlib's ``pd.DataFrame({"pred": pred, "label": label})`` (union of the indexes), pred as float64.
+
+    ``label_float64=False`` keeps a floating label dtype (float32 labels are averaged in float32, as pandas does).
+    """
     for name, s in (("pred", pred), ("label", label)):
         if not isinstance(s, pd.Series):
             raise DataError(f"signal evaluation: {name} must be a pandas Series, got {type(s).__name__}")
         if not isinstance(s.index, pd.MultiIndex):
             raise DataError(f"signal evaluation: {name} needs a (datetime, instrument) MultiIndex")
     df = pd.DataFrame({"pred": pred, "label": label})
-    return df.astype({"pred": np.float64, "label": np.float64})
+    keep_label = not label_float64 and df["label"].dtype.kind == "f"
+    return df.astype({"pred": np.float64} if keep_label else {"pred": np.float64, "label": np.float64})
 
 
 def _group_codes(df: pd.DataFrame, date_col: str) -> tuple[np.ndarray, pd.Index]:
@@ -107,17 +112,23 @@ def calc_ic(
     return ic_s, ric_s
 
 
-def _top_n_mask(df: pd.DataFrame, codes: np.ndarray, n_per_group: np.ndarray, largest: bool) -> np.ndarray:
-    """Rows chosen by ``nlargest``/``nsmallest(N, "pred", keep="first")`` within each group."""
-    p = df["pred"].to_numpy()
-    key = -p if largest else p
-    order = np.lexsort((key, codes))  # stable: ties keep row order; NaN keys sort last
+def _ranked(p: np.ndarray, codes: np.ndarray, n_groups: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row order by (date, pred) as ``nlargest``/``nsmallest(keep="first")`` see it, and each date's offset in it.
+
+    Stable sort: ties keep row order; NaN preds sort last (pandas fills up with them, in row order).
+    """
+    order = np.lexsort((-p if largest else p, codes))
+    sizes = np.bincount(codes, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return order, starts
+
+
+def _top_n_mask(order: np.ndarray, starts: np.ndarray, codes: np.ndarray, n_sel: np.ndarray) -> np.ndarray:
+    """Rows among the first ``n_sel[date]`` of their date in ``order``."""
     sc = codes[order]
-    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]]) if sc.size else np.array([], dtype=np.int64)
-    pos = np.arange(sc.size) - np.repeat(starts, np.diff(np.r_[starts, sc.size]))
-    chosen_sorted = pos < n_per_group[sc]  # pandas fills up with NaN-pred rows (row order) when short
-    mask = np.zeros(len(p), dtype=bool)
-    mask[order[chosen_sorted]] = True
+    chosen = (np.arange(sc.size) - starts[sc]) < n_sel[sc]
+    mask = np.zeros(codes.size, dtype=bool)
+    mask[order[chosen]] = True
     return mask
 
 
@@ -126,18 +137,41 @@ def _quantile_n(codes: np.ndarray, n_groups: int, quantile: float) -> np.ndarray
     return np.floor(sizes * float(quantile)).astype(np.int64)
 
 
-def _group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    ok = ~np.isnan(values)
-    cnt = np.bincount(codes[ok], minlength=n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.bincount(codes[ok], values[ok], n_groups) / cnt
+def _selected_mean(
+    lab: np.ndarray, order: np.ndarray, starts: np.ndarray, codes: np.ndarray, n_sel: np.ndarray
+) -> np.ndarray:
+    """NaN-skipping mean label of each date's selected rows (NaN when nothing valid is selected).
+
+    float64 labels: one vectorised pass. Other float dtypes: pandas' ``Series.mean`` arithmetic (sum and count in
+    the label's dtype, NaN -> 0, numpy's pairwise sum over the rows in pred order) with one small numpy call per
+    date, so float32 results are bit-identical to qlib's.
+    """
+    n_groups = n_sel.size
+    if lab.dtype == np.float64:
+        mask = _top_n_mask(order, starts, codes, n_sel) & ~np.isnan(lab)
+        cnt = np.bincount(codes[mask], minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(codes[mask], lab[mask], n_groups) / cnt
+    out = np.full(n_groups, np.nan)
+    ordered = lab[order]
+    valid = ~np.isnan(ordered)
+    filled = np.where(valid, ordered, lab.dtype.type(0))
+    for g in np.flatnonzero(n_sel > 0):
+        sl = slice(starts[g], starts[g] + n_sel[g])
+        cnt = lab.dtype.type(np.count_nonzero(valid[sl]))
+        if cnt > 0:
+            out[g] = filled[sl].sum(dtype=lab.dtype) / cnt
+    return out
 
 
 def calc_long_short_return(
     pred: pd.Series, label: pd.Series, date_col: str = "datetime", quantile: float = 0.2, dropna: bool = False
 ) -> tuple[pd.Series, pd.Series]:
-    """Daily long-short return ``(long - short) / 2`` and the daily mean label of all rows (qlib's ``long_avg``)."""
-    df = _aligned(pred, label)
+    """Daily long-short return ``(long - short) / 2`` and the daily mean label of all rows (qlib's ``long_avg``).
+
+    Output dtypes as qlib's: long-short float64, ``long_avg`` in the label's dtype.
+    """
+    df = _aligned(pred, label, label_float64=False)
     if dropna:
         df = df.dropna()
     codes, dates = _group_codes(df, date_col)
@@ -146,10 +180,9 @@ def calc_long_short_return(
     g = len(dates)
     n_sel = _quantile_n(codes, g, quantile)
     lab = df["label"].to_numpy()
-    r_long = np.full(g, np.nan)
-    r_short = np.full(g, np.nan)
-    for mask, out in ((_top_n_mask(df, codes, n_sel, True), r_long), (_top_n_mask(df, codes, n_sel, False), r_short)):
-        out[:] = _group_mean(np.where(mask, lab, np.nan), codes, g)
+    p = df["pred"].to_numpy()
+    r_long = _selected_mean(lab, *_ranked(p, codes, g, True), codes, n_sel)
+    r_short = _selected_mean(lab, *_ranked(p, codes, g, False), codes, n_sel)
     r_avg = df["label"].groupby(level=date_col).mean()
     r_avg.name = None
     return pd.Series((r_long - r_short) / 2, index=dates), r_avg
@@ -168,10 +201,10 @@ def calc_long_short_prec(
     With ``is_alpha`` the label is first de-meaned per date. Dates where ``N == 0`` are absent (as in qlib).
     """
     if is_alpha:
-        label = label - label.groupby(level=date_col).transform("mean")
+        label = label - label.groupby(level=date_col).mean()
     if int(1 / quantile) >= len(label.index.get_level_values(1).unique()):
         raise ValueError("Need more instruments to calculate precision")
-    df = _aligned(pred, label)
+    df = _aligned(pred, label, label_float64=False)
     if dropna:
         df = df.dropna()
     codes, dates = _group_codes(df, date_col)
@@ -180,9 +213,10 @@ def calc_long_short_prec(
     g = len(dates)
     n_sel = _quantile_n(codes, g, quantile)
     lab = df["label"].to_numpy()
+    p = df["pred"].to_numpy()
     out = []
     for largest in (True, False):
-        mask = _top_n_mask(df, codes, n_sel, largest)
+        mask = _top_n_mask(*_ranked(p, codes, g, largest), codes, n_sel)
         hit = (lab > 0) if largest else (lab < 0)
         present = np.bincount(codes[mask], minlength=g) > 0
         cnt = np.bincount(codes[mask & ~np.isnan(lab)], minlength=g)
