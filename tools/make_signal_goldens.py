@@ -53,6 +53,33 @@ def split(df: pd.DataFrame, label_col: str = "label") -> tuple[pd.Series, pd.Ser
     return df.loc[df["has_pred"], "pred"], df.loc[df["has_label"], label_col]
 
 
+def run_sig_ana_record(df: pd.DataFrame) -> dict:
+    """Run qlib's own SigAnaRecord(ana_long_short=True) on the float32-label pair; return what it recorded."""
+    import tempfile
+    import time
+
+    import qlib
+    from qlib.workflow import R
+    from qlib.workflow.record_temp import SigAnaRecord
+
+    tmp = Path(tempfile.mkdtemp(prefix="sig-golden-"))
+    qlib.init(provider_uri=str(tmp / "nodata"), region="cn",
+              exp_manager={"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+                           "kwargs": {"uri": f"file:{tmp / 'mlruns'}", "default_exp_name": "Experiment"}})
+    pred, label = split(df, "label32")
+    with R.start(experiment_name="signal_golden"):
+        rec = R.get_recorder()
+        rec.save_objects(**{"pred.pkl": pred.to_frame("score"), "label.pkl": label.to_frame("LABEL0")})
+        SigAnaRecord(rec, ana_long_short=True).generate()
+        for _ in range(50):  # qlib logs metrics asynchronously
+            metrics = rec.list_metrics()
+            if len(metrics) == 8:
+                break
+            time.sleep(0.1)
+        artifacts = sorted(rec.list_artifacts("sig_analysis"))
+    return {"metrics": {k: float(v) for k, v in metrics.items()}, "artifacts": artifacts}
+
+
 def main(out: Path) -> None:
     from qlib.contrib.eva.alpha import calc_ic, calc_long_short_prec, calc_long_short_return
 
@@ -83,7 +110,8 @@ def main(out: Path) -> None:
         }
     import qlib
 
-    meta = {"qlib_version": qlib.__version__, "pandas": pd.__version__, "numpy": np.__version__, "metrics": metrics}
+    meta = {"qlib_version": qlib.__version__, "pandas": pd.__version__, "numpy": np.__version__, "metrics": metrics,
+            "recorded": run_sig_ana_record(df)}
     (out / "expected.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     print(json.dumps(meta, indent=1))
 
