@@ -1,0 +1,315 @@
+"""Canonical config hashing and the on-disk handler cache.
+
+``canonical_hash(obj)`` hashes a config (dicts with sorted keys, tuples as lists, dates normalised to ISO
+strings, numpy scalars as Python numbers, processor/loader instances as class + public attributes), so
+equal configs written differently get the same key.
+
+The handler cache stores the processed frames of a :class:`~qlib_prefect.data.handler.DataHandlerLP`
+(``raw``/``infer``/``learn``) and its fitted processors under ``$QLIB_PREFECT_HOME/handler_cache/<key>/``:
+one ``.npy`` value matrix per frame (loaded memory-mapped), index codes, and ``meta.json``. The key is
+``canonical_hash`` of the handler spec (class, instruments, dates, loader config, processor configs,
+process type), the provider's ``fingerprint()``, the package version and a hash of the ``qlib_prefect.data``
+source files. Entries are written to a temporary folder and renamed into place; an entry that fails to load
+(missing/truncated file, bad metadata, checksum mismatch) is deleted and rebuilt.
+
+Opt out per handler with ``cache=False`` (or ``setup_data(enable_cache=False)``), or globally with
+``QLIB_PREFECT_HANDLER_CACHE=0``.
+
+Example:
+    >>> canonical_hash({"b": 1, "a": "2020-01-01"}) == canonical_hash({"a": pd.Timestamp("2020-01-01"), "b": 1})
+    True
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+import uuid
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ENV_DISABLE",
+    "cache_enabled",
+    "canonical_hash",
+    "canonical_json",
+    "clear_handler_cache",
+    "code_fingerprint",
+    "describe",
+    "handler_cache_dir",
+    "handler_key",
+    "load_handler",
+    "store_handler",
+]
+
+logger = logging.getLogger(__name__)
+
+#: environment variable; ``0``/``false``/``off``/``no`` disables the handler cache
+ENV_DISABLE = "QLIB_PREFECT_HANDLER_CACHE"
+_FORMAT = 1
+_DATE_RE = re.compile(r"^\d{4}-?\d{2}-?\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+
+
+# ------------------------------------------------------------------------------------------ hashing
+def _norm_date(x: Any) -> str:
+    ts = pd.Timestamp(x)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
+
+
+def describe(obj: Any) -> Any:
+    """A JSON-able canonical description of ``obj`` (raises ``TypeError`` for data-carrying objects)."""
+    if obj is None or isinstance(obj, (bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else repr(obj)
+    if isinstance(obj, str):
+        if _DATE_RE.match(obj):
+            try:
+                return _norm_date(obj)
+            except ValueError:
+                return obj
+        return obj
+    if isinstance(obj, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
+        return _norm_date(obj)
+    if isinstance(obj, np.generic):
+        return describe(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): describe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, range)):
+        return [describe(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((describe(v) for v in obj), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, slice):
+        return {"__slice__": [describe(obj.start), describe(obj.stop), describe(obj.step)]}
+    if isinstance(obj, (pd.DataFrame, pd.Series, np.ndarray, pd.Index)):
+        raise TypeError(f"cannot hash a {type(obj).__name__} canonically")
+    state = getattr(obj, "__dict__", None)
+    if state is not None and type(obj).__module__.startswith("qlib_prefect"):
+        public = {k: v for k, v in state.items() if not k.startswith("_")}
+        return {"__class__": f"{type(obj).__module__}.{type(obj).__qualname__}", **describe(public)}
+    raise TypeError(f"cannot hash an object of type {type(obj).__name__} canonically")
+
+
+def canonical_json(obj: Any) -> str:
+    """Stable JSON text of ``describe(obj)`` (sorted keys, compact)."""
+    return json.dumps(describe(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def canonical_hash(obj: Any) -> str:
+    """SHA-256 hex digest of :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+_CODE_FP: str | None = None
+
+
+def code_fingerprint() -> str:
+    """Hash of the ``qlib_prefect.data`` sources (so code changes never reuse stale cached frames)."""
+    global _CODE_FP
+    if _CODE_FP is None:
+        h = hashlib.sha256()
+        root = Path(__file__).resolve().parent
+        for p in sorted(root.rglob("*.py")):
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+        _CODE_FP = h.hexdigest()[:16]
+    return _CODE_FP
+
+
+# ------------------------------------------------------------------------------------- handler cache
+def cache_enabled(flag: bool | None = None) -> bool:
+    """``flag`` if given, else on unless ``QLIB_PREFECT_HANDLER_CACHE`` is 0/false/off/no."""
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "off", "no", "")
+
+
+def handler_cache_dir() -> Path:
+    from qlib_prefect.config.settings import home_dir
+
+    d = home_dir() / "handler_cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def clear_handler_cache() -> int:
+    """Delete every handler cache entry; returns how many were removed."""
+    d = handler_cache_dir()
+    n = 0
+    for p in d.iterdir():
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    return n
+
+
+def handler_key(handler: Any, init_type: str) -> str | None:
+    """The cache key of ``handler`` built with ``init_type`` (None if it cannot be cached)."""
+    spec = handler.cache_spec(init_type)
+    if spec is None:
+        return None
+    from qlib_prefect._version import __version__
+    from qlib_prefect.config.runtime import get_provider
+
+    try:
+        fp = get_provider().fingerprint()
+    except Exception as e:  # no provider / no fingerprint: build without cache
+        logger.debug("handler cache off: no provider fingerprint (%s)", e)
+        return None
+    try:
+        return canonical_hash({"spec": spec, "provider": fp, "version": __version__, "code": code_fingerprint(),
+                               "format": _FORMAT})
+    except TypeError:
+        return None
+
+
+def _crc(arr: np.ndarray) -> int:
+    """CRC32 of the first and last MiB of an array's bytes (cheap corruption check)."""
+    flat = np.asarray(arr).reshape(-1, order="A").view(np.uint8)
+    mb = 1 << 20
+    head = flat[:mb]
+    tail = flat[-mb:] if flat.size > mb else flat[:0]
+    return zlib.crc32(tail.tobytes(), zlib.crc32(head.tobytes()))
+
+
+def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
+    if df.shape[1] and df.dtypes.nunique() != 1:
+        raise TypeError("mixed dtypes")
+    dtype = df.dtypes.iloc[0] if df.shape[1] else np.dtype(np.float32)
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
+        raise TypeError(f"unsupported dtype {dtype}")
+    values = df.to_numpy(dtype=dtype)
+    np.save(folder / f"{name}.values.npy", values)
+    idx = df.index
+    if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
+        raise TypeError("index must have two levels")
+    lv0, lv1 = idx.levels
+    if not isinstance(lv0, pd.DatetimeIndex):
+        raise TypeError("first index level must be datetime")
+    c0 = np.asarray(idx.codes[0], dtype=np.int32)
+    c1 = np.asarray(idx.codes[1], dtype=np.int32)
+    np.save(folder / f"{name}.dates.npy", lv0.asi8)
+    np.save(folder / f"{name}.codes0.npy", c0)
+    np.save(folder / f"{name}.codes1.npy", c1)
+    cols = df.columns
+    return {
+        "shape": list(values.shape),
+        "dtype": str(dtype),
+        "crc": _crc(values),
+        "crc_codes": zlib.crc32(c1.tobytes(), zlib.crc32(c0.tobytes())),
+        "date_unit": lv0.unit,
+        "level1": [str(v) for v in lv1],
+        "level1_dtype": str(lv1.dtype),
+        "index_names": list(idx.names),
+        "columns": [list(map(str, c)) if isinstance(c, tuple) else str(c) for c in cols],
+        "column_names": list(cols.names),
+        "column_multi": isinstance(cols, pd.MultiIndex),
+    }
+
+
+def _load_frame(folder: Path, name: str, meta: dict) -> pd.DataFrame:
+    values = np.load(folder / f"{name}.values.npy", mmap_mode="r")
+    if list(values.shape) != meta["shape"] or str(values.dtype) != meta["dtype"]:
+        raise ValueError(f"{name}: shape/dtype mismatch")
+    if _crc(values) != meta["crc"]:
+        raise ValueError(f"{name}: checksum mismatch")
+    dates = np.load(folder / f"{name}.dates.npy")
+    c0 = np.load(folder / f"{name}.codes0.npy")
+    c1 = np.load(folder / f"{name}.codes1.npy")
+    if len(c0) != values.shape[0] or len(c1) != values.shape[0]:
+        raise ValueError(f"{name}: index length mismatch")
+    if zlib.crc32(c1.tobytes(), zlib.crc32(c0.tobytes())) != meta["crc_codes"]:
+        raise ValueError(f"{name}: index checksum mismatch")
+    lv0 = pd.DatetimeIndex(dates.view(f"M8[{meta['date_unit']}]"))
+    lv1 = pd.Index(meta["level1"], dtype=meta["level1_dtype"])
+    index = pd.MultiIndex(levels=[lv0, lv1], codes=[c0, c1], names=meta["index_names"], verify_integrity=False)
+    if meta["column_multi"]:
+        columns: pd.Index = pd.MultiIndex.from_tuples([tuple(c) for c in meta["columns"]], names=meta["column_names"])
+    else:
+        columns = pd.Index(meta["columns"], name=meta["column_names"][0])
+    return pd.DataFrame(values, index=index, columns=columns, copy=False)
+
+
+def store_handler(key: str, handler: Any) -> bool:
+    """Write ``handler``'s frames and processors under ``key`` (atomically). Returns success."""
+    root = handler_cache_dir()
+    final = root / key
+    tmp = root / f".tmp-{key[:16]}-{uuid.uuid4().hex}"
+    try:
+        tmp.mkdir(parents=True)
+        frames: dict[str, dict] = {}
+        seen: dict[int, str] = {}
+        for dk, attr in handler.ATTR_MAP.items():
+            df = getattr(handler, attr, None)
+            if df is None:
+                continue
+            if id(df) in seen:
+                frames[dk] = {"alias": seen[id(df)]}
+                continue
+            frames[dk] = _save_frame(tmp, dk, df)
+            seen[id(df)] = dk
+        with (tmp / "processors.pkl").open("wb") as f:
+            pickle.dump(
+                {k: getattr(handler, k) for k in ("infer_processors", "learn_processors", "shared_processors")},
+                f,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        meta = {"format": _FORMAT, "key": key, "frames": frames, "handler": type(handler).__qualname__}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return True
+    except (TypeError, OSError, pickle.PicklingError) as e:
+        logger.info("handler cache: entry %s not stored (%s)", key[:12], e)
+        return False
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_handler(key: str, handler: Any) -> bool:
+    """Fill ``handler`` from the cache entry ``key``; False (entry removed if broken) on a miss."""
+    folder = handler_cache_dir() / key
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != _FORMAT or meta.get("key") != key:
+            raise ValueError("format/key mismatch")
+        loaded: dict[str, pd.DataFrame] = {}
+        for dk, fm in meta["frames"].items():
+            if "alias" not in fm:
+                loaded[dk] = _load_frame(folder, dk, fm)
+        for dk, fm in meta["frames"].items():
+            if "alias" in fm:
+                loaded[dk] = loaded[fm["alias"]]
+        with (folder / "processors.pkl").open("rb") as f:
+            procs = pickle.load(f)
+    except Exception as e:  # any broken entry is dropped and rebuilt
+        logger.warning("handler cache: ignoring broken entry %s (%s); rebuilding", key[:12], e)
+        shutil.rmtree(folder, ignore_errors=True)
+        return False
+    for dk, attr in handler.ATTR_MAP.items():
+        if dk in loaded:
+            setattr(handler, attr, loaded[dk])
+    for k, v in procs.items():
+        setattr(handler, k, v)
+    return True
