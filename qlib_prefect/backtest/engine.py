@@ -221,25 +221,29 @@ def backtest(
     ex_close, ex_susp, ex_col = exchange.close, exchange.suspended, exchange.col
     date_row = exchange._date_row
     ncal = len(cal)
+    metrics = acc.is_port_metr_enabled()
     one_sec = pd.Timedelta(seconds=1)
+    days = list(cal[s:min(e + 2, ncal)])
     for t in range(s, e + 1):
-        day = cal[t]
-        end_t = cal[t + 1] - one_sec if t + 1 < ncal else day + pd.Timedelta(days=1) - one_sec
+        day = days[t - s]
+        end_t = days[t - s + 1] - one_sec if t + 1 < ncal else day + pd.Timedelta(days=1) - one_sec
         row = date_row.get(day, -1)
         pos = acc.current_position
         orders = strat.generate_trade_decision(StepContext(t, row, day, end_t, pos))
         info = ex.execute(orders, acc, exchange)
-        # bar end: re-price held stocks that traded, count the bar
-        pos = acc.current_position
-        p = pos.position
-        for code in pos.get_stock_list():
-            j = ex_col.get(code, -1) if row >= 0 else -1
-            if j >= 0 and not ex_susp[row, j]:
-                p[code]["price"] = float(ex_close[row, j])
-        pos.add_count_all("day")
-        if acc.is_port_metr_enabled():
-            acc.update_portfolio_metrics(day, benches[t - s])
-            acc.update_hist_positions(day)
+        # bar end: re-price held stocks that are not suspended, count the bar
+        p = acc.current_position.position
+        if row >= 0:
+            susp_row, close_row = ex_susp[row].tolist(), ex_close[row].tolist()
+        for code in acc.current_position.get_stock_list():
+            d = p[code]
+            if row >= 0:
+                j = ex_col.get(code, -1)
+                if j >= 0 and not susp_row[j]:
+                    d["price"] = close_row[j]
+            d["count_day"] = d["count_day"] + 1 if "count_day" in d else 1
+        if metrics:
+            acc.close_bar(day, benches[t - s])
         acc.indicator.record_step(day, info, ex.ffr_method, ex.pa_method)
 
     key = ex.freq_key

@@ -59,7 +59,7 @@ class Order:
                  end_time: pd.Timestamp | None = None, factor: float | None = None, row: int = -1) -> None:
         self.stock_id = stock_id
         self.amount = amount
-        self.direction = OrderDir(int(direction))
+        self.direction = direction if isinstance(direction, OrderDir) else OrderDir(int(direction))
         self.start_time = start_time
         self.end_time = end_time
         self.factor = factor
@@ -199,11 +199,11 @@ class Exchange:
         volume = field("$volume")
         if spans is not None:
             member = np.zeros((nrow, ncol), dtype=bool)
-            dates = self.dates
-            for j, c in enumerate(codes):
-                for a, b in spans[c]:
-                    member[dates.searchsorted(pd.Timestamp(a), "left"):dates.searchsorted(pd.Timestamp(b), "right"),
-                           j] = True
+            js = [j for j, c in enumerate(codes) for _ in spans[c]]
+            lo = self.dates.searchsorted(pd.DatetimeIndex([a for c in codes for a, _ in spans[c]]), "left")
+            hi = self.dates.searchsorted(pd.DatetimeIndex([b for c in codes for _, b in spans[c]]), "right")
+            for j, a, b in zip(js, lo.tolist(), hi.tolist()):
+                member[a:b, j] = True
             present &= member
         nan_close = np.isnan(close)
         suspended = ~present | nan_close

@@ -195,51 +195,43 @@ class Indicator:
     def record_step(self, date: pd.Timestamp, trade_info: list[tuple[Any, float, float, float]],
                     ffr_method: str = "mean", pa_method: str = "mean") -> dict[str, float]:
         """Compute and store one bar's indicators from ``[(order, trade_val, trade_cost, trade_price), ...]``."""
-        amount: dict[str, float] = {}
-        deal: dict[str, float] = {}
-        price: dict[str, float] = {}
-        value: dict[str, float] = {}
-        cost: dict[str, float] = {}
-        direction: dict[str, int] = {}
-        for order, tv, tc, tp in trade_info:
-            sign = int(order.direction) * 2 - 1
-            sid = order.stock_id
-            amount[sid] = order.amount * sign
-            deal[sid] = order.deal_amount * sign
-            price[sid] = tp
-            value[sid] = tv * sign
-            cost[sid] = tc
-            direction[sid] = int(order.direction)
+        amount: dict[str, tuple] = {}
+        for order, tv, tc, tp in trade_info:  # one entry per stock (a later order overwrites, as in qlib)
+            sign = 1 if int(order.direction) == 1 else -1
+            amount[order.stock_id] = (order.amount * sign, order.deal_amount * sign, tp, tv * sign, tc,
+                                      int(order.direction))
         codes = list(amount)
-        a = np.array([amount[c] for c in codes], dtype=np.float64)
-        d = np.array([deal[c] for c in codes], dtype=np.float64)
-        v = np.array([value[c] for c in codes], dtype=np.float64)
-        d0 = np.where(np.isnan(d), 0.0, d)
+        cols = list(zip(*amount.values())) if codes else [(), (), (), (), (), ()]
+        a = np.array(cols[0], dtype=np.float64)
+        d = np.array(cols[1], dtype=np.float64)
+        v = np.array(cols[3], dtype=np.float64)
+        n = len(codes)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ffr_arr = d0 / a
-        pa_arr = np.zeros(len(codes), dtype=np.float64)
+            ffr_arr = d / a
+        pa_arr = np.zeros(n, dtype=np.float64)
         ind = {
             "ffr": self._weighted(ffr_arr, d, v, ffr_method),
             "pa": self._weighted(pa_arr, d, v, pa_method),
-            "pos": _div(float(np.sum(pa_arr[~np.isnan(pa_arr)] > 0)), float(np.count_nonzero(~np.isnan(pa_arr)))),
-            "deal_amount": float(np.nansum(np.abs(d))),
-            "value": float(np.nansum(np.abs(v))),
+            "pos": 0.0 if n else float("nan"),  # pa is 0 at the innermost level: no positive order
+            "deal_amount": _nansum(np.abs(d)),
+            "value": _nansum(np.abs(v)),
             "count": int(np.count_nonzero(~np.isnan(a))),
         }
         self.trade_indicator_his[date] = ind
-        self._orders[date] = (codes, a, d, [price[c] for c in codes], v, [cost[c] for c in codes],
-                              [direction[c] for c in codes], ffr_arr)
+        self._orders[date] = (codes, a, d, list(cols[2]), v, list(cols[4]), list(cols[5]), ffr_arr)
         return ind
 
     @staticmethod
     def _weighted(x: np.ndarray, deal: np.ndarray, value: np.ndarray, method: str) -> float:
-        if method == "mean":
-            return float(np.nanmean(x)) if np.any(~np.isnan(x)) else float("nan")
+        if method == "mean":  # np.nanmean: sum with NaN -> 0, divided by the non-NaN count
+            mask = np.isnan(x)
+            cnt = len(x) - int(np.count_nonzero(mask))
+            return float(np.add.reduce(np.where(mask, 0.0, x)) / cnt) if cnt else float("nan")
         w = np.abs(deal) if method == "amount_weighted" else np.abs(value) if method == "value_weighted" else None
         if w is None:
             raise BacktestError(f"indicator_config weight_method {method!r} is not supported; "
                                 "use mean, amount_weighted or value_weighted")
-        return _div(float(np.nansum(x * w)), float(np.nansum(w)))
+        return _div(_nansum(x * w), _nansum(w))
 
     def generate_trade_indicators_dataframe(self) -> pd.DataFrame:
         """One row per bar: ``ffr, pa, pos, deal_amount, value, count`` (qlib's ``indicators_normal``)."""
@@ -268,6 +260,11 @@ class Indicator:
 
 def _div(a: float, b: float) -> float:
     return a / b if b != 0 else float("nan")
+
+
+def _nansum(x: np.ndarray) -> float:
+    """``np.nansum`` (NaN -> 0, numpy pairwise summation)."""
+    return float(np.add.reduce(np.where(np.isnan(x), 0.0, x)))
 
 
 class Account:
@@ -299,27 +296,32 @@ class Account:
             self.total_cost += cost
         self.current_position.update_order(order, trade_val, cost, trade_price)
 
-    def update_portfolio_metrics(self, date: pd.Timestamp, bench: float) -> None:
-        """Append the report row of ``date`` (qlib's formulas: return is gross of cost)."""
+    def close_bar(self, date: pd.Timestamp, bench: float) -> None:
+        """Bar end after re-pricing: report row + position snapshot (qlib's ``update_portfolio_metrics`` and
+        ``update_hist_positions``; the account value is computed once, with qlib's summation order)."""
+        pos = self.current_position
+        p = pos.position
+        codes = pos.get_stock_list()
+        stock_value = 0
+        for c in codes:
+            d = p[c]
+            stock_value += d["amount"] * d["price"]
+        now_value = stock_value + (p["cash"] + p.get("cash_delay", 0.0))
         if self._rows:
             last_value, _, last_to, last_cost = self._rows[-1][:4]
         else:
             last_value, last_to, last_cost = self.init_cash, 0, 0
-        pos = self.current_position
-        now_value = pos.calculate_value()
-        stock_value = pos.calculate_stock_value()
         now_cost = self.total_cost - last_cost
         now_to = self.total_turnover - last_to
         ret = (now_value - last_value + now_cost) / last_value
         # (account, return, total_turnover, total_cost, turnover, cost, value, cash, bench)
         self._rows.append((now_value, ret, self.total_turnover, self.total_cost, now_to / last_value,
-                           now_cost / last_value, stock_value, pos.position["cash"], bench))
+                           now_cost / last_value, stock_value, p["cash"], bench))
         self._dates.append(date)
-
-    def update_hist_positions(self, date: pd.Timestamp) -> None:
-        pos = self.current_position
-        pos.position["now_account_value"] = pos.calculate_value()
-        pos.update_weight_all()
+        p["now_account_value"] = now_value
+        for c in codes:
+            d = p[c]
+            d["weight"] = d["amount"] * d["price"] / now_value
         self.hist_positions[date] = pos.copy()
 
     def get_portfolio_metrics(self) -> tuple[pd.DataFrame, dict[pd.Timestamp, Position]]:

@@ -88,16 +88,28 @@ class PredSignal:
     def prepare(self, calendar: pd.DatetimeIndex) -> None:
         """Bucket the scores onto ``calendar``; builds integer code ids in sorted-code order."""
         s = self._series(self.raw)
-        dt = pd.DatetimeIndex(s.index.get_level_values("datetime"))
-        inst = np.asarray(s.index.get_level_values("instrument").astype(str))
+        idx = s.index
+        dt = pd.DatetimeIndex(idx.get_level_values("datetime"))
+        k = idx.names.index("instrument")
+        lev = np.asarray([str(c) for c in idx.levels[k]], dtype=object)
+        lev_codes = np.asarray(idx.codes[k])
+        used = np.unique(lev_codes)  # integer unique: cheap
+        names = lev[used]
+        srt = np.argsort(names.astype(str), kind="stable")
+        rank = np.empty(len(lev), dtype=np.intp)
+        rank[used[srt]] = np.arange(len(used))
+        inv = rank[lev_codes]  # code id in sorted-code order
+        self.codes = [str(c) for c in names[srt]]
         vals = s.to_numpy()
         if vals.dtype.kind in "iu":
             vals = vals.astype(np.float64)
         bucket = np.searchsorted(calendar.values, dt.values, side="right") - 1
-        codes, inv = np.unique(inst, return_inverse=True)
-        self.codes = [str(c) for c in codes]
-        order = np.lexsort((dt.values, inv, bucket))  # by bucket, instrument, datetime
-        b, i, v = bucket[order], inv[order], vals[order]
+        key = bucket.astype(np.int64) * (len(names) + 1) + inv
+        if len(key) > 1 and bool(np.all(key[1:] > key[:-1])):  # typical: sorted, one row per (day, code)
+            b, i, v = bucket, inv, vals
+        else:
+            order = np.lexsort((dt.values, inv, bucket))  # by bucket, instrument, datetime
+            b, i, v = bucket[order], inv[order], vals[order]
         key_change = np.r_[True, (b[1:] != b[:-1]) | (i[1:] != i[:-1])]
         if not key_change.all():  # several rows per (bucket, instrument): last non-NaN (pandas GroupBy.last)
             grp = np.cumsum(key_change) - 1
@@ -315,25 +327,27 @@ class TopkDropoutStrategy(BaseSignalStrategy):
 
         codes = self._codes
         sell_set = {codes[i] for i in sell}
-        temp = pos.copy()
-        cash = temp.get_cash()
+        # sells are simulated on a scratch position holding only cash and the stocks to sell (qlib deep-copies
+        # the whole position; only these entries are read or changed)
+        temp = Position.__new__(Position)
+        temp._settle_type = Position.ST_NO
+        temp.position = {c: dict(pos.position[c]) for c in current_stock_list if c in sell_set}
+        temp.position["cash"] = cash = pos.position["cash"]
         sell_dir = None if self.forbid_all_trade_at_limit else OrderDir.SELL
         buy_dir = None if self.forbid_all_trade_at_limit else OrderDir.BUY
         sell_orders: list[Order] = []
         buy_orders: list[Order] = []
         bar = step.freq
         for code in current_stock_list:
-            if not ex.is_tradable(code, row, sell_dir):
+            if code not in sell_set or not ex.is_tradable(code, row, sell_dir):
                 continue
-            if code in sell_set:
-                if temp.get_stock_count(code, bar=bar) < self.hold_thresh:
-                    continue
-                order = Order(code, temp.get_stock_amount(code), OrderDir.SELL, step.start_time, step.end_time,
-                              row=row)
-                if ex.check_order(order):
-                    sell_orders.append(order)
-                    tv, tc, _ = ex.deal_order(order, position=temp)
-                    cash += tv - tc
+            if temp.get_stock_count(code, bar=bar) < self.hold_thresh:
+                continue
+            order = Order(code, temp.get_stock_amount(code), OrderDir.SELL, step.start_time, step.end_time, row=row)
+            if ex.check_order(order):
+                sell_orders.append(order)
+                tv, tc, _ = ex.deal_order(order, position=temp)
+                cash += tv - tc
         value = cash * self.risk_degree / len(buy) if len(buy) > 0 else 0
         for i in buy:
             code = codes[i]
