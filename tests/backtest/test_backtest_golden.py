@@ -97,3 +97,16 @@ def test_backtest_matches_qlib(name, golden_configs, golden_pred, golden_provide
         ia = indicator_analysis(idf, method=method)["value"]
         exp = gia[gia["method"] == method].set_index("metric")["value"]
         assert_close(ia.loc[exp.index], exp, f"{name}.indicator_analysis.{method}")
+
+
+@pytest.mark.parametrize("name", ["cn_default", "us_style", "limit_expr"])
+def test_backtest_on_qlib_files_matches_qlib(name, golden_configs, golden_pred, region):
+    """The same parity through the real on-disk reader (LocalProvider over the golden qlib-format directory)."""
+    from qlib_prefect.data.provider import LocalProvider
+
+    c = golden_configs[name]
+    pm, _ = run_config(c, golden_pred, LocalProvider(GOLDEN / "data"), region)
+    report = pm["1day"][0]
+    g = _golden("report", name)
+    for col in ["account", "return", "turnover", "cost", "value", "cash", "bench"]:
+        assert_close(report[col], g[col], f"{name}.local.report.{col}")
