@@ -8,11 +8,12 @@ Templates whose segments do not fit the calendar (``invalid_*``) must raise a Co
 from __future__ import annotations
 
 import copy
+import itertools
 import subprocess
 import sys
 
 import pytest
-from conftest import GOLDENS, VARIANTS, enc, expected, golden_cases, outcome, tup
+from task_golden import GOLDENS, enc, expected, golden_cases, outcome, tup
 
 from qlib_prefect.errors import ConfigError
 from qlib_prefect.task import (
@@ -118,7 +119,7 @@ def test_windows_tile_the_test_period(use_variant) -> None:
     starts = [ta.align_idx(t["dataset"]["kwargs"]["segments"]["test"][0]) for t in tasks]
     ends = [ta.align_idx(t["dataset"]["kwargs"]["segments"]["test"][1], "end") for t in tasks]
     assert all(e - s == 19 for s, e in zip(starts, ends))
-    assert all(b - a == 20 for a, b in zip(starts, starts[1:]))
+    assert all(b - a == 20 for a, b in itertools.pairwise(starts))
     trains = [t["dataset"]["kwargs"]["segments"]["train"] for t in tasks]
     assert len({ta.align_idx(e, "end") - ta.align_idx(s) for s, e in trains}) == 1  # sliding: fixed length
     ex = RollingGen(step=20).generate(task)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-from conftest import GOLDENS, VARIANTS, enc, expected, golden_cases, outcome, tup
+from task_golden import GOLDENS, VARIANTS, enc, expected, golden_cases, outcome, tup
 
 from qlib_prefect.errors import ConfigError
 from qlib_prefect.task.utils import TimeAdjuster, transform_end_date
