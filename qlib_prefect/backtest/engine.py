@@ -207,11 +207,11 @@ def backtest(
             exchange = Exchange(**ek, provider=provider)
         except TypeError as e:
             raise BacktestError(f"backtest: bad exchange_kwargs: {e}") from e
-    exchange.load()
-
     strat, ex = get_strategy_executor(strategy, executor)
     acc = Account(init_cash=init_cash, position_dict=pos_dict, freq="day",
                   port_metr_enabled=ex.generate_portfolio_metrics)
+    needed = strat.needed_codes(cal)
+    exchange.load(None if needed is None else [*needed, *acc.current_position.get_stock_list()])
     _fill_prices(acc.current_position, start, provider)
     bench_series = benchmark_returns(benchmark, start_time, end_time, provider) if ex.generate_portfolio_metrics \
         else None

@@ -158,8 +158,12 @@ class Exchange:
             self._provider = get_provider()
         return self._provider
 
-    def load(self) -> Exchange:
-        """Read all quotes for ``[start_time, end_time]`` into panels (idempotent)."""
+    def load(self, only_codes: Sequence[str] | None = None) -> Exchange:
+        """Read all quotes for ``[start_time, end_time]`` into panels (idempotent).
+
+        ``only_codes`` restricts a market universe (``codes="all"``) to the codes a strategy can ever query
+        (the engine passes the prediction's codes plus held ones); other codes then count as absent.
+        """
         if self._loaded:
             return self
         prov = self.provider
@@ -172,7 +176,7 @@ class Exchange:
         self._date_row = {d: i for i, d in enumerate(self.dates)}
         if isinstance(self.codes, str):
             spans = prov.instruments(self.codes)
-            codes = sorted(spans)
+            codes = sorted(spans) if only_codes is None else sorted(set(spans) & {str(c) for c in only_codes})
         else:
             spans = None
             codes = list(dict.fromkeys(str(c) for c in self.codes))

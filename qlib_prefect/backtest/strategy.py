@@ -141,6 +141,10 @@ class BaseStrategy:
         if self.trade_exchange is None:
             self.trade_exchange = trade_exchange
 
+    def needed_codes(self, calendar: pd.DatetimeIndex) -> list[str] | None:
+        """Codes whose quotes the strategy can ever ask for (``None``: any). Lets the engine load less."""
+        return None
+
     def generate_trade_decision(self, step: StepContext) -> list[Order]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -177,10 +181,21 @@ class BaseSignalStrategy(BaseStrategy):
             sig = init_instance_by_config(sig)
         return PredSignal(sig)
 
+    def _prepare_signal(self, calendar: pd.DatetimeIndex) -> PredSignal:
+        cached = getattr(self, "_prepared_for", None)
+        if self.signal is None or cached is None or cached is not calendar:
+            self.signal = self._resolve_signal()
+            self.signal.prepare(calendar)
+            self._prepared_for = calendar
+        return self.signal
+
+    def needed_codes(self, calendar: pd.DatetimeIndex) -> list[str] | None:
+        return list(self._prepare_signal(calendar).codes)
+
     def reset(self, *, trade_exchange: Exchange, calendar: pd.DatetimeIndex, extra_codes: list[str]) -> None:
         super().reset(trade_exchange=trade_exchange, calendar=calendar, extra_codes=extra_codes)
-        self.signal = self._resolve_signal()
-        self.signal.prepare(calendar)
+        self._prepare_signal(calendar)
+        self._prepared_for = None  # a later run re-reads the signal (e.g. a shuffled prediction)
 
     def get_risk_degree(self, trade_step: int | None = None) -> float:
         return self.risk_degree
