@@ -22,22 +22,22 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import logging
 import os
 import pickle
-import re
 import shutil
 import uuid
 import zlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
+from qlib_prefect.config.hashing import canonical_hash, canonical_json, describe
 
 __all__ = [
     "ENV_DISABLE",
@@ -58,63 +58,6 @@ logger = logging.getLogger(__name__)
 #: environment variable; ``0``/``false``/``off``/``no`` disables the handler cache
 ENV_DISABLE = "QLIB_PREFECT_HANDLER_CACHE"
 _FORMAT = 1
-_DATE_RE = re.compile(r"^\d{4}-?\d{2}-?\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-
-
-# ------------------------------------------------------------------------------------------ hashing
-def _norm_date(x: Any) -> str:
-    ts = pd.Timestamp(x)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
-
-
-def describe(obj: Any) -> Any:
-    """A JSON-able canonical description of ``obj`` (raises ``TypeError`` for data-carrying objects)."""
-    if obj is None or isinstance(obj, (bool, int)):
-        return obj
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else repr(obj)
-    if isinstance(obj, str):
-        if _DATE_RE.match(obj):
-            try:
-                return _norm_date(obj)
-            except ValueError:
-                return obj
-        return obj
-    if isinstance(obj, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
-        return _norm_date(obj)
-    if isinstance(obj, np.generic):
-        return describe(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): describe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, range)):
-        return [describe(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted((describe(v) for v in obj), key=lambda v: json.dumps(v, sort_keys=True))
-    if isinstance(obj, type):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    if isinstance(obj, slice):
-        return {"__slice__": [describe(obj.start), describe(obj.stop), describe(obj.step)]}
-    if isinstance(obj, (pd.DataFrame, pd.Series, np.ndarray, pd.Index)):
-        raise TypeError(f"cannot hash a {type(obj).__name__} canonically")
-    state = getattr(obj, "__dict__", None)
-    if state is not None and type(obj).__module__.startswith("qlib_prefect"):
-        public = {k: v for k, v in state.items() if not k.startswith("_")}
-        return {"__class__": f"{type(obj).__module__}.{type(obj).__qualname__}", **describe(public)}
-    raise TypeError(f"cannot hash an object of type {type(obj).__name__} canonically")
-
-
-def canonical_json(obj: Any) -> str:
-    """Stable JSON text of ``describe(obj)`` (sorted keys, compact)."""
-    return json.dumps(describe(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def canonical_hash(obj: Any) -> str:
-    """SHA-256 hex digest of :func:`canonical_json`."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
 _CODE_FP: str | None = None
