@@ -13,7 +13,7 @@ from qlib_prefect.task.gen import (
     task_generator,
     trunc_segments,
 )
-from qlib_prefect.task.utils import TimeAdjuster, transform_end_date
+from qlib_prefect.task.utils import TimeAdjuster, list_recorders, transform_end_date
 
 __all__ = [
     "MultiHorizonGen",
@@ -23,6 +23,7 @@ __all__ = [
     "TimeAdjuster",
     "handler_mod",
     "horizon_label",
+    "list_recorders",
     "task_generator",
     "transform_end_date",
     "trunc_segments",

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["TimeAdjuster", "is_open_end", "to_timestamp", "transform_end_date"]
+__all__ = ["TimeAdjuster", "is_open_end", "list_recorders", "to_timestamp", "transform_end_date"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,17 @@ def transform_end_date(end_date: Any = None) -> Any:
         logger.info("end date %s -> the last calendar date %s is used", end_date, last.date())
         return last
     return end_date
+
+
+def list_recorders(experiment: Any, rec_filter_func: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    """``{recorder_id: recorder}`` of an experiment (a name, resolved with ``R.get_exp`` which creates it if
+    missing, as in qlib; or an experiment object), keeping those for which ``rec_filter_func`` returns True."""
+    if isinstance(experiment, str):
+        from qlib_prefect.workflow import R  # lazy: generation itself needs no tracking store
+
+        experiment = R.get_exp(experiment_name=experiment)
+    recs = experiment.list_recorders()
+    return {rid: rec for rid, rec in recs.items() if rec_filter_func is None or rec_filter_func(rec)}
 
 
 class TimeAdjuster:

@@ -116,3 +116,30 @@ def test_transform_end_date_uses_the_normal_calendar(use_variant) -> None:
     assert transform_end_date("2031-01-01") == last
     assert transform_end_date("2020-06-30") == "2020-06-30"
     assert transform_end_date(last) == last
+
+
+@pytest.mark.slow  # creating the MLflow SQLite schema takes ~10 s
+def test_list_recorders_filters_an_experiment(tmp_path) -> None:
+    import qlib_prefect
+    from qlib_prefect.config.runtime import C
+    from qlib_prefect.task import list_recorders
+    from qlib_prefect.workflow import R
+
+    qlib_prefect.init(exp_manager={"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+                                   "kwargs": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                              "default_exp_name": "Experiment"}})
+    try:
+        ids = []
+        for name in ("a", "b", "c"):
+            with R.start(experiment_name="rolling", recorder_name=name):
+                R.set_tags(keep=str(name != "b"))
+                ids.append(R.get_recorder().id)
+        recs = list_recorders("rolling")
+        assert sorted(recs) == sorted(ids)
+        kept = list_recorders(R.get_exp(experiment_name="rolling"),
+                              lambda rec: rec.list_tags().get("keep") == "True")
+        assert sorted(kept) == sorted(ids[:1] + ids[2:])
+        assert list_recorders("fresh") == {}  # created on demand, as in qlib
+    finally:
+        R.reset()
+        C.reset()
