@@ -445,9 +445,15 @@ class _Validator:
                         msg = f"unknown key; allowed: {', '.join(allowed)}"
                 elif er["type"] == "missing":
                     msg = "required key missing"
+                elif loc and loc[-1] == "[key]":
+                    loc, msg = loc[:-1], f"keys must be strings (got {er.get('input')!r})"
+                elif er["type"] in ("model_type", "dict_type", "model_attributes_type"):
+                    msg = f"expected a mapping, got {type(er.get('input')).__name__}"
+                elif er["type"] == "list_type":
+                    msg = f"expected a list, got {type(er.get('input')).__name__}"
                 else:
                     text = str(er["msg"]).removeprefix("Value error, ")
-                    msg = f"{text} (got {er.get('input')!r})"
+                    msg = text if "got" in text else f"{text} (got {er.get('input')!r})"
                 self.error(prefix + loc, msg)
             return None
 
@@ -486,8 +492,6 @@ class _Validator:
             for i, r in enumerate(recs):
                 parts = ("task", "record", i) if isinstance(rec, list) else ("task", "record")
                 self.check_class(r, parts, _DEFAULT_MODULES["record"])
-        elif task is not None:
-            self.error(("task",), f"expected a mapping, got {type(task).__name__}")
         return spec
 
     def check_class(self, node: Any, parts: tuple, default_module: str | None) -> None:
@@ -520,7 +524,7 @@ class _Validator:
         is_port = _is_subclass_named(cls, "qlib_prefect.workflow.record_temp", "PortAnaRecord")
         for key, val in kwargs.items():
             if is_port and key == "config":
-                if isinstance(val, Mapping):
+                if val is not None:
                     self.check_port_config(val, (*parts, "kwargs", "config"))
                 continue
             sub_default = _DEFAULT_MODULES.get(str(key))
@@ -550,8 +554,10 @@ class _Validator:
         for req in sorted(info.required - set(kwargs) - _INJECTED):
             self.error(parts, f"missing required parameter {req!r} for {name}")
 
-    def check_port_config(self, node: Mapping[str, Any], parts: tuple) -> None:
+    def check_port_config(self, node: Any, parts: tuple) -> None:
         self.model(PortAnalysisConfig, node, parts)
+        if not isinstance(node, Mapping):
+            return
         if node.get("strategy") is not None:
             self.check_class(node["strategy"], (*parts, "strategy"), _DEFAULT_MODULES["strategy"])
         if node.get("executor") is not None:
@@ -691,19 +697,23 @@ def _find_base(base: Any, config_dir: Path, where: str) -> Path:
     raise ConfigError(f"BASE_CONFIG_PATH: cannot find the base config {str(base)!r} (file {where})")
 
 
-def _as_list(v: Any) -> list[str]:
+def _as_list(v: Any, where: str) -> list[str]:
     if v is None:
         return []
-    return [str(v)] if isinstance(v, (str, Path)) else [str(x) for x in v]
+    if isinstance(v, (str, Path)):
+        return [str(v)]
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (str, Path)) for x in v):
+        return [str(x) for x in v]
+    raise ConfigError(f"{where}: expected a path or a list of paths, got {v!r}")
 
 
 def apply_sys_path(raw: Mapping[str, Any], config_dir: Path) -> list[str]:
     """Append ``sys.path``/``sys.rel_path`` entries to ``sys.path`` (once each); returns the entries added."""
     sysc = raw.get("sys") or {}
     if not isinstance(sysc, Mapping):
-        return []
-    entries = _as_list(sysc.get("path"))
-    entries += [str((config_dir / p).resolve()) for p in _as_list(sysc.get("rel_path"))]
+        raise ConfigError(f"sys: expected a mapping with 'path'/'rel_path', got {type(sysc).__name__}")
+    entries = _as_list(sysc.get("path"), "sys.path")
+    entries += [str((config_dir / p).resolve()) for p in _as_list(sysc.get("rel_path"), "sys.rel_path")]
     added = []
     for e in entries:
         if e not in sys.path:
@@ -775,7 +785,12 @@ def load_config(
     for ext in reversed(chain[:-1]):
         raw = update_config(raw, ext)
     if apply_sys:
-        apply_sys_path(raw, config_dir)
+        try:
+            apply_sys_path(raw, config_dir)
+        except ConfigError as e:
+            if not sources_names:
+                raise
+            raise ConfigError(f"{e} (file {sources_names[0]})") from None
     spec = None
     errors: list[str] = []
     if validate:

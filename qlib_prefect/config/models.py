@@ -213,5 +213,5 @@ class WorkflowSpec(BaseModel):
     @classmethod
     def _exp_name(cls, v: Any) -> Any:
         if v is None or (isinstance(v, str) and not v.strip()):
-            raise ValueError("experiment_name must be a non-empty string")
+            raise ValueError("must be a non-empty string")
         return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v

@@ -511,3 +511,32 @@ def test_dict_input_is_not_modified() -> None:
     assert raw == snapshot
     assert cfg.path is None and cfg.config_dir == Path.cwd()
     assert load_config(cfg) is cfg
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda r: r.__setitem__("task", []), "task: expected a mapping, got list"),
+        (lambda r: r["task"].__setitem__("model", None),
+         "task.model: expected a class config {class, module_path, kwargs}, got null"),
+        (lambda r: r["task"]["model"].__setitem__("kwargs", [1, 2]), "task.model.kwargs: expected a mapping, got list"),
+        (lambda r: r["task"]["model"]["kwargs"].__setitem__(5, 1), "task.model.kwargs.5: keys must be strings (got 5)"),
+        (lambda r: r["task"]["model"].__setitem__("class", 5), "task.model.class: expected a class name, got int"),
+        (lambda r: r.__setitem__("sys", {"path": 5}), "sys.path: expected a path or a list of paths, got 5"),
+        (lambda r: r.__setitem__("experiment_name", ""), "experiment_name: must be a non-empty string (got '')"),
+        (lambda r: r["task"].__setitem__("record", [{"class": "PortAnaRecord", "kwargs": {"config": [1]}}]),
+         "task.record.0.kwargs.config: expected a mapping, got list"),
+        (lambda r: r["task"].__setitem__("record", [{"class": "PortAnaRecord", "kwargs": {"config": {
+            "strategy": {"class": "TopkDropoutStrategy", "kwargs": {"topk": 1, "n_drop": 1}}}}}]),
+         "task.record.0.kwargs.config.backtest: required key missing"),
+        (lambda r: r["task"]["model"].__setitem__("module_path", "no_such_module_xyz"),
+         "task.model.class: cannot import module 'no_such_module_xyz' for class 'LGBModel': "
+         "No module named 'no_such_module_xyz'"),
+    ],
+)  # fmt: skip
+def test_wrong_shapes_give_one_clear_line(mutate, expected: str) -> None:
+    raw = parse_yaml(MINIMAL)
+    mutate(raw)
+    with pytest.raises(ConfigError) as e:
+        load_config(raw)
+    assert problems(e) == [expected]
