@@ -249,3 +249,31 @@ def test_freq_parsing():
     assert str(Freq("1day")) == "day" and Freq("w") == "1week"
     with pytest.raises(ConfigError):
         Freq.parse("fortnight")
+
+
+def test_pred_level_order_and_series_do_not_matter(golden_provider, golden_pred, region):
+    region("cn")
+
+    def run(pred):
+        pm, _ = backtest("2020-01-07", "2020-03-06", strategy(pred), EXECUTOR, benchmark="BENCH", account=1e6,
+                         exchange_kwargs=CN, provider=golden_provider)
+        return pm["1day"][0]
+
+    base = run(golden_pred)
+    swapped = golden_pred.swaplevel().sort_index()
+    pd.testing.assert_frame_equal(run(swapped), base)
+    pd.testing.assert_frame_equal(run(golden_pred["score"]), base)
+
+
+def test_parallel_trade_type_and_verbose(golden_provider, golden_pred, region, capsys):
+    region("cn")
+    serial, _ = backtest("2020-01-07", "2020-02-07", strategy(golden_pred), EXECUTOR, benchmark="BENCH",
+                         account=1e6, exchange_kwargs=CN, provider=golden_provider)
+    par_ex = {**EXECUTOR, "kwargs": {**EXECUTOR["kwargs"], "trade_type": "parallel", "verbose": True}}
+    par, _ = backtest("2020-01-07", "2020-02-07", strategy(golden_pred), par_ex, benchmark="BENCH",
+                      account=1e6, exchange_kwargs=CN, provider=golden_provider)
+    out = capsys.readouterr().out
+    assert "buy S" in out and "sell S" in out
+    # buys are dealt before the sells free any cash, so the trades differ from serial mode
+    assert par["1day"][0]["total_turnover"].iloc[-1] != serial["1day"][0]["total_turnover"].iloc[-1]
+    assert (par["1day"][0]["cash"] >= -1e-6).all()
