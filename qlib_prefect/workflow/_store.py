@@ -210,5 +210,30 @@ def get_client(uri: str) -> Any:
 
 def _build_client(cls: Any, uri: str) -> Any:
     client = cls(tracking_uri=uri)
-    _ = client._tracking_client.store  # build the store now (creates/migrates the schema)
+    store = client._tracking_client.store  # build the store now (creates/migrates the schema)
+    if sqlite_path(uri) is not None:
+        _tune_sqlite(store)
     return client
+
+
+def _tune_sqlite(store: Any) -> None:
+    """WAL journal (readers do not block the writer; persists in the DB file) + ``synchronous=NORMAL``
+    (safe against a crashed process; the last commits may be lost on power failure) + a 30 s busy timeout."""
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        return
+    try:
+        import sqlalchemy as sa
+
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        sa.event.listen(engine, "connect", _on_connect)
+        engine.dispose()  # pooled connections made during migration do not have the pragmas
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except Exception:  # pragma: no cover - tuning is optional
+        pass

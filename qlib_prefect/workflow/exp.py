@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from qlib_prefect.workflow._store import get_client, retry_locked
 from qlib_prefect.workflow.recorder import MLflowRecorder, Recorder
 
-__all__ = ["Experiment", "MLflowExperiment", "build_filter", "search_runs_all"]
+__all__ = ["Experiment", "MLflowExperiment", "build_filter", "lean_list", "search_runs_all"]
 
 logger = logging.getLogger("qlib_prefect.workflow")
 
@@ -88,6 +89,68 @@ def search_runs_all(
         if not token or len(page) == 0:
             break
     return PagedList(runs, None)
+
+
+def lean_list(
+    client: Any,
+    experiment_id: str,
+    *,
+    status: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    max_results: int | None = None,
+) -> list[Any] | None:
+    """Run infos (no params/metrics/tags) of active runs straight from a SQL tracking store, newest first.
+
+    Listing recorders needs only id, name, status, times and artifact URI; MLflow's ``search_runs`` also loads
+    every param, metric and tag of every match. Equality filters become indexed ``EXISTS`` sub-queries.
+    Returns ``None`` (caller falls back to ``search_runs``) for non-SQL stores or if MLflow's schema moved.
+    """
+    try:
+        import sqlalchemy as sa
+        from mlflow.store.tracking.dbmodels.models import SqlParam, SqlRun, SqlTag
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = client._tracking_client.store
+        if not isinstance(store, SqlAlchemyStore):
+            return None
+        cols = (SqlRun.run_uuid, SqlRun.name, SqlRun.experiment_id, SqlRun.status, SqlRun.start_time,
+                SqlRun.end_time, SqlRun.artifact_uri)
+
+        def query() -> list[Any]:
+            with store.ManagedSessionMaker() as session:
+                q = session.query(*cols).filter(
+                    SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active"
+                )
+                if status is not None:
+                    q = q.filter(SqlRun.status == str(status))
+                if name is not None:
+                    q = q.filter(SqlRun.name == str(name))
+                for model, items in ((SqlTag, tags), (SqlParam, params)):
+                    for k, v in (items or {}).items():
+                        q = q.filter(
+                            sa.exists().where(
+                                model.run_uuid == SqlRun.run_uuid, model.key == str(k), model.value == str(v)
+                            )
+                        )
+                q = q.order_by(SqlRun.start_time.desc(), SqlRun.run_uuid)
+                if max_results is not None:
+                    q = q.limit(int(max_results))
+                return [tuple(r) for r in q.all()]
+
+        rows = retry_locked(query)
+    except Exception as e:  # internal API drift: use the public search instead
+        logger.debug("lean run listing unavailable (%s); using search_runs", e)
+        return None
+    return [
+        SimpleNamespace(
+            info=SimpleNamespace(run_id=r[0], run_name=r[1], experiment_id=str(r[2]), status=r[3], start_time=r[4],
+                                 end_time=r[5], artifact_uri=r[6], lifecycle_stage="active"),
+            data=SimpleNamespace(tags={"mlflow.runName": r[1]}),
+        )
+        for r in rows
+    ]
 
 
 class Experiment:
@@ -228,9 +291,11 @@ class MLflowExperiment(Experiment):
             if run.info.lifecycle_stage == "deleted":
                 raise ValueError(f"Recorder {recorder_id!r} was deleted")
             return self._wrap(run)
-        runs = search_runs_all(
-            self._client, [self.id], build_filter(name=recorder_name), 1, 1, ["attributes.start_time DESC"]
-        )
+        runs = lean_list(self._client, self.id, name=recorder_name, max_results=1)
+        if runs is None:
+            runs = search_runs_all(
+                self._client, [self.id], build_filter(name=recorder_name), 1, 1, ["attributes.start_time DESC"]
+            )
         if not runs:
             raise ValueError(
                 f"No valid recorder has been found with name {recorder_name!r} in experiment {self.name!r}"
@@ -286,8 +351,12 @@ class MLflowExperiment(Experiment):
         """
         if rtype not in (Experiment.RT_D, Experiment.RT_L):
             raise NotImplementedError("This type of input is not supported")
-        flt = build_filter(filter_string, status=status, tags=tags, params=params)
-        runs = search_runs_all(self._client, [self.id], flt, 1, max_results, order_by)
+        runs = None
+        if not (filter_string or "").strip() and not order_by:
+            runs = lean_list(self._client, self.id, status=status, tags=tags, params=params, max_results=max_results)
+        if runs is None:
+            flt = build_filter(filter_string, status=status, tags=tags, params=params)
+            runs = search_runs_all(self._client, [self.id], flt, 1, max_results, order_by)
         recorders = [self._wrap(r) for r in runs]
         if rtype == Experiment.RT_D:
             return {r.id: r for r in recorders}

@@ -64,13 +64,19 @@ def _git(args: tuple[str, ...], cwd: Path) -> str | None:
     return out.stdout.decode("utf-8", errors="replace")
 
 
+_not_a_repo: set[str] = set()  # folders already found to be outside any git work tree (checked once per process)
+
+
 def git_state(cwd: str | os.PathLike | None = None) -> GitState:
     """Read the git state of ``cwd`` (default: the process CWD). No git / not a repo -> empty state, no output."""
     if shutil.which("git") is None:
         return GitState()
     where = Path(cwd or os.getcwd())
+    if str(where) in _not_a_repo:
+        return GitState()
     inside = _git(("rev-parse", "--is-inside-work-tree"), where)
     if inside is None or inside.strip() != "true":
+        _not_a_repo.add(str(where))
         return GitState()
     commit = _git(("rev-parse", "HEAD"), where)
     files = {}

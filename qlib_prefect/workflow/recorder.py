@@ -125,6 +125,7 @@ class MLflowRecorder(Recorder):
         self._async = async_logging
         self._config = config
         self._started_here = False
+        self._repo: Any = None
         if mlflow_run is not None:
             info = mlflow_run.info
             self.name = mlflow_run.data.tags.get("mlflow.runName", getattr(info, "run_name", None))
@@ -146,7 +147,40 @@ class MLflowRecorder(Recorder):
         return isinstance(other, MLflowRecorder) and self.id is not None and self.id == other.id
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state["_repo"] = None
+        return state
+
+    def _artifact_repo(self) -> Any:
+        """The run's artifact repository, built from the known artifact URI (MLflow would re-read the run)."""
+        if self._repo is None:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            if self._artifact_uri is None:
+                rid = self._require_id("artifacts")
+                self._artifact_uri = retry_locked(lambda: self.client.get_run(rid)).info.artifact_uri
+            self._repo = get_artifact_repository(self._artifact_uri, tracking_uri=self._uri)
+        return self._repo
+
+    def _log_file(self, local_path: str | os.PathLike, artifact_path: str | None) -> None:
+        self._require_id("log_artifact")
+        local_path = str(local_path)
+        repo = self._artifact_repo()
+        if os.path.isdir(local_path):
+            name = os.path.basename(os.path.normpath(local_path))
+            repo.log_artifacts(local_path, f"{artifact_path}/{name}" if artifact_path else name)
+        else:
+            repo.log_artifact(local_path, artifact_path)
+
+    def _log_text(self, text: str, artifact_file: str) -> None:
+        folder, _, fname = artifact_file.rpartition("/")
+        tmp = Path(tempfile.mkdtemp(prefix="qlib-prefect-txt-"))
+        try:
+            path = tmp / fname
+            path.write_text(text, encoding="utf-8")
+            self._log_file(path, folder or None)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @property
     def uri(self) -> str:
@@ -229,7 +263,7 @@ class MLflowRecorder(Recorder):
         git = lineage.git_state()
         rid = self._require_id("lineage")
         for fname, text in git.files.items():
-            self.client.log_text(rid, text, fname)
+            self._log_text(text, fname)
         if git.commit:
             self.client.set_tag(rid, lineage.GIT_COMMIT_TAG, git.commit)
 
@@ -277,8 +311,8 @@ class MLflowRecorder(Recorder):
         self._submit(ops)
 
     def _text_artifact_fn(self, text: str, path: str) -> Any:
-        rid = self._require_id("log_params")
-        return lambda: self.client.log_text(rid, text, path)
+        self._require_id("log_params")
+        return lambda: self._log_text(text, path)
 
     def log_metrics(self, step: int | None = None, **kwargs: Any) -> None:
         """Log one value per metric at ``step`` (default 0, as MLflow)."""
@@ -313,12 +347,8 @@ class MLflowRecorder(Recorder):
             retry_locked(lambda k=key: self.client.delete_tag(rid, k))
 
     def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        """Upload one local file (or a directory's content) to ``artifact_path``."""
-        rid = self._require_id("log_artifact")
-        if Path(local_path).is_dir():
-            self.client.log_artifacts(rid, str(local_path), artifact_path)
-        else:
-            self.client.log_artifact(rid, str(local_path), artifact_path)
+        """Upload one local file (or a directory, as ``artifact_path/<dir name>``) (MLflow's ``log_artifact``)."""
+        self._log_file(local_path, artifact_path)
 
     def save_objects(self, local_path: str | os.PathLike | None = None, artifact_path: str | None = None,
                      **kwargs: Any) -> None:
@@ -328,9 +358,12 @@ class MLflowRecorder(Recorder):
                 "You can choose only one of `local_path`(save the files in a path) or `kwargs`(pass in the objects "
                 "directly)"
             )
-        rid = self._require_id("save_objects")
+        self._require_id("save_objects")
         if local_path is not None:
-            self.log_artifact(local_path, artifact_path)
+            if Path(local_path).is_dir():  # qlib: a directory's content goes to artifact_path
+                self._artifact_repo().log_artifacts(str(local_path), artifact_path)
+            else:
+                self._log_file(local_path, artifact_path)
             return
         tmp = Path(tempfile.mkdtemp(prefix="qlib-prefect-art-"))
         try:
@@ -342,20 +375,20 @@ class MLflowRecorder(Recorder):
                 if "/" in name:  # a nested name keeps its folders
                     head = name.rsplit("/", 1)[0]
                     sub = f"{artifact_path}/{head}" if artifact_path else head
-                self.client.log_artifact(rid, str(path), sub)
+                self._log_file(path, sub)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def save_parquet(self, artifact_path: str | None = None, **frames: Any) -> None:
         """Store DataFrames/Series as ``<name>.parquet`` (readable without pickle); qlib's pickles are unaffected."""
-        rid = self._require_id("save_parquet")
+        self._require_id("save_parquet")
         tmp = Path(tempfile.mkdtemp(prefix="qlib-prefect-pq-"))
         try:
             for name, frame in frames.items():
                 df = frame.to_frame() if hasattr(frame, "to_frame") and not hasattr(frame, "columns") else frame
                 path = tmp / f"{name}.parquet"
                 df.to_parquet(path)
-                self.client.log_artifact(rid, str(path), artifact_path)
+                self._log_file(path, artifact_path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -384,7 +417,7 @@ class MLflowRecorder(Recorder):
             return str(path)
         dst = str(dst_path) if dst_path is not None else tempfile.mkdtemp(prefix="qlib-prefect-dl-")
         try:
-            return self.client.download_artifacts(rid, name, dst)
+            return self._artifact_repo().download_artifacts(name, dst)
         except Exception as e:
             raise LoadObjectError(f"run {rid}: cannot download artifact {name!r}: {e}") from e
 
@@ -408,7 +441,7 @@ class MLflowRecorder(Recorder):
                 raise LoadObjectError(f"run {rid}: cannot load artifact {name!r} ({path}): {e}") from e
         tmp = tempfile.mkdtemp(prefix="qlib-prefect-dl-")
         try:
-            path = Path(self.client.download_artifacts(rid, name, tmp))
+            path = Path(self._artifact_repo().download_artifacts(name, tmp))
             return fn(path)
         except Exception as e:
             raise LoadObjectError(f"run {rid}: cannot load artifact {name!r}: {e}") from e
@@ -428,14 +461,14 @@ class MLflowRecorder(Recorder):
 
     def list_artifacts(self, artifact_path: str | None = None) -> list[str]:
         """Artifact paths directly under ``artifact_path`` (one level), after flushing queued logging."""
-        rid = self._require_id("list_artifacts")
+        self._require_id("list_artifacts")
         self.flush()
-        return [a.path for a in retry_locked(lambda: self.client.list_artifacts(rid, artifact_path))]
+        return [a.path for a in self._artifact_repo().list_artifacts(artifact_path)]
 
     def download_artifact(self, path: str, dst_path: str | None = None) -> str:
-        rid = self._require_id("download_artifact")
+        self._require_id("download_artifact")
         self.flush()
-        return self.client.download_artifacts(rid, path, dst_path)
+        return self._artifact_repo().download_artifacts(path, dst_path)
 
     def _run(self) -> Any:
         rid = self._require_id("read run")

@@ -213,3 +213,20 @@ def test_worker_thread_logging_goes_to_the_active_run(r_sqlite):
             list(pool.map(lambda i: R.log_metrics(step=i, loss=float(i)), range(40)))
     rec = R.get_recorder(recorder_id=rid, experiment_name="threads")
     assert sorted(m.step for m in rec.get_metric_history("loss")) == list(range(40))
+
+
+def test_lean_listing_matches_mlflow_search(exp):
+    from qlib_prefect.workflow.exp import lean_list, search_runs_all
+
+    for i in range(5):
+        rec = _started(exp, name=f"n{i}")
+        rec.set_tags(group="a" if i < 3 else "b")
+        rec.end_run("FINISHED" if i != 1 else "FAILED")
+    client = exp._client
+    lean = lean_list(client, exp.id, tags={"group": "a"}, status="FINISHED")
+    assert lean is not None  # the SQL fast path is used on SQLite
+    full = search_runs_all(client, [exp.id], "tags.\"group\" = 'a' and attributes.status = 'FINISHED'")
+    assert [r.info.run_id for r in lean] == [r.info.run_id for r in full]
+    for a, b in zip(lean, full):
+        assert (a.info.status, a.info.start_time, a.info.end_time, a.info.artifact_uri, a.info.run_name) == (
+            b.info.status, b.info.start_time, b.info.end_time, b.info.artifact_uri, b.info.run_name)
