@@ -12,6 +12,7 @@ from qlib_prefect.task.gen import (
     horizon_label,
     task_generator,
     trunc_segments,
+    validate_segments,
 )
 from qlib_prefect.task.utils import TimeAdjuster, list_recorders, transform_end_date
 
@@ -27,4 +28,5 @@ __all__ = [
     "task_generator",
     "transform_end_date",
     "trunc_segments",
+    "validate_segments",
 ]

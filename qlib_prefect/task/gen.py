@@ -42,6 +42,7 @@ __all__ = [
     "horizon_label",
     "task_generator",
     "trunc_segments",
+    "validate_segments",
 ]
 
 _SEG_PATH = "dataset.kwargs.segments"
@@ -87,6 +88,32 @@ def _segments_of(task: Mapping, test_key: str) -> dict:
     if test_key not in segments:
         raise ConfigError(f"task: {_SEG_PATH}.{test_key} is missing (segments: {sorted(segments)})")
     return dict(segments)
+
+
+def validate_segments(
+    task_or_segments: Mapping, *, test_key: str = "test", ta: TimeAdjuster | None = None
+) -> dict:
+    """Check a task's (or a segments dict's) windows against the trading calendar before anything runs.
+
+    Every segment must be a ``(start, end)`` pair of parseable dates, not inverted, not empty (at least one
+    trading day) and not outside the calendar (start after its last date / end before its first date); the
+    test segment must exist and have a start. ``None`` / ``"-1"`` ends and ends past the calendar are valid.
+
+    Returns:
+        the segments, aligned to trading days.
+
+    Raises:
+        ConfigError: naming the segment (``dataset.kwargs.segments.<key>``) and the date at fault.
+    """
+    ta = ta or TimeAdjuster(future=True)
+    if "dataset" in task_or_segments:
+        segments = _segments_of(task_or_segments, test_key)
+    else:
+        segments = dict(task_or_segments)
+        if test_key not in segments:
+            raise ConfigError(f"task: {_SEG_PATH}.{test_key} is missing (segments: {sorted(segments)})")
+    _validate_segments(ta, segments, test_key)
+    return ta.align_seg(segments, where=_SEG_PATH)
 
 
 def _validate_segments(ta: TimeAdjuster, segments: Mapping, test_key: str) -> None:

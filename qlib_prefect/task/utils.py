@@ -69,7 +69,10 @@ def _provider_calendar(future: bool) -> pd.DatetimeIndex:
 def transform_end_date(end_date: Any = None) -> Any:
     """qlib's ``transform_end_date``: ``None`` / ``-1`` / a date after the last (non-future) trading day
     -> the last trading day; otherwise ``end_date`` unchanged."""
-    last = _provider_calendar(False)[-1]
+    cal = _provider_calendar(False)
+    if len(cal) == 0:
+        raise ConfigError("transform_end_date: the trading calendar is empty")
+    last = cal[-1]
     if is_open_end(end_date) or last < to_timestamp(end_date, "end date"):
         logger.info("end date %s -> the last calendar date %s is used", end_date, last.date())
         return last
@@ -236,8 +239,8 @@ class TimeAdjuster:
         Raises:
             ConfigError: the cut would move an endpoint before the first calendar date.
         """
-        if not isinstance(segment, tuple):
-            raise ConfigError(f"{where}: truncate needs a (start, end) tuple, got {segment!r}")
+        if not isinstance(segment, (tuple, list)) or len(segment) != 2:
+            raise ConfigError(f"{where}: truncate needs a (start, end) pair, got {segment!r}")
         self._require_nonempty()
         test_idx = self.align_idx(test_start)
         if test_idx is None:
@@ -269,8 +272,8 @@ class TimeAdjuster:
         Raises:
             KeyError: the shifted start is more than one position past the calendar (qlib's signal to stop).
         """
-        if not isinstance(seg, tuple):
-            raise ConfigError(f"shift needs a (start, end) tuple, got {seg!r}")
+        if not isinstance(seg, (tuple, list)) or len(seg) != 2:
+            raise ConfigError(f"shift needs a (start, end) pair, got {seg!r}")
         start_idx, end_idx = self.align_idx(seg[0], tp_type="start"), self.align_idx(seg[1], tp_type="end")
         if rtype == self.SHIFT_SD:
             start_idx = self._add_step(start_idx, step)

@@ -246,3 +246,31 @@ def test_bad_templates_raise_config_error(use_variant) -> None:
 def test_task_layer_does_not_import_prefect() -> None:
     code = "import sys, qlib_prefect.task; sys.exit(1 if 'prefect' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_validate_segments_up_front(use_variant) -> None:
+    from qlib_prefect.task import validate_segments
+
+    use_variant("plain")
+    case = _case("plain", "non_trading_dates")
+    aligned = validate_segments(tup(case["task"]))
+    # 2019-12-28 (before the calendar) -> its first day; the 2020-06-30 holiday -> the day before
+    assert enc(aligned["train"]) == ["2020-01-02T00:00:00", "2020-06-29T00:00:00"]
+    assert validate_segments({"test": ("2020-03-02", None)})["test"][1] is None
+    with pytest.raises(ConfigError, match=r"segments\.valid: end 2019-01-01 is before the first calendar date"):
+        validate_segments(tup(_case("plain", "invalid_valid_end_before_calendar")["task"]))
+    with pytest.raises(ConfigError, match=r"segments\.test is missing"):
+        validate_segments({"train": ("2020-01-09", "2020-03-02")})
+
+
+def test_generators_from_qlib_class_paths(use_variant) -> None:
+    from qlib_prefect.utils import init_instance_by_config
+
+    use_variant("future")
+    gen = init_instance_by_config({"class": "RollingGen", "module_path": "qlib.workflow.task.gen",
+                                   "kwargs": {"step": 20, "rtype": "sliding"}})
+    assert isinstance(gen, RollingGen) and gen.step == 20 and gen.rtype == RollingGen.ROLL_SD
+    mh = init_instance_by_config({"class": "MultiHorizonGen", "module_path": "qlib.workflow.task.gen",
+                                  "kwargs": {"horizon": [1, 2]}})
+    case = _case("future", "sliding_step20")
+    assert len(task_generator(tup(case["task"]), [gen, mh])) == 2 * len(case["result"])
