@@ -51,6 +51,7 @@ from pydantic import BaseModel, ValidationError
 
 from qlib_prefect.config.hashing import config_hash as _config_hash
 from qlib_prefect.config.models import (
+    EXCHANGE_KWARGS,
     QLIB_INIT_KEYS,
     ClassConfig,
     PortAnalysisConfig,
@@ -439,7 +440,9 @@ class _Validator:
                 if er["type"] == "extra_forbidden":
                     allowed = _allowed_keys(model_cls, loc[:-1])
                     hint = _suggest(loc[-1], allowed)
-                    if hint:
+                    if model_cls is PortAnalysisConfig and loc[:-1] == ("backtest",) and loc[-1] in EXCHANGE_KWARGS:
+                        msg = f"unknown key; an Exchange argument belongs under 'exchange_kwargs.{loc[-1]}'"
+                    elif hint:
                         msg = f"unknown key; did you mean {hint!r}?"
                     else:
                         msg = f"unknown key; allowed: {', '.join(allowed)}"

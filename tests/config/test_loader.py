@@ -540,3 +540,30 @@ def test_wrong_shapes_give_one_clear_line(mutate, expected: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(raw)
     assert problems(e) == [expected]
+
+
+QLIB_MORE = sorted((FIXTURES / "qlib_examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", QLIB_MORE, ids=lambda p: p.name)
+def test_more_qlib_examples_pass_structure_validation(path: Path) -> None:
+    cfg = load_config(path, validate="structure", apply_sys=False)
+    assert cfg.spec is not None and cfg.records
+
+
+def test_qlib_examples_with_unsupported_parts_fail_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    more = FIXTURES / "qlib_examples"
+    monkeypatch.chdir(more)
+    with pytest.raises(ConfigError) as e:
+        load_config("workflow_config_xgboost_Alpha158.yaml")
+    assert problems(e) == [
+        "task.model.class: unknown class 'XGBModel' (module_path 'qlib.contrib.model.xgboost'); did you mean "
+        "'LGBModel'? (file workflow_config_xgboost_Alpha158.yaml)"
+    ]
+    # a stale qlib example: Exchange arguments directly under `backtest` (qlib 0.9.7's backtest() rejects them too)
+    with pytest.raises(ConfigError) as e:
+        load_config("workflow_config_lightgbm_Alpha158_multi_freq.yaml")
+    lines = [x for x in problems(e) if ".backtest." in x]
+    assert "task.record.2.kwargs.config.backtest.open_cost: unknown key; an Exchange argument belongs under " \
+           "'exchange_kwargs.open_cost' (file workflow_config_lightgbm_Alpha158_multi_freq.yaml)" in lines
+    assert any(x.startswith("task.record.2.kwargs.config.backtest.verbose: unknown key; allowed: ") for x in lines)
