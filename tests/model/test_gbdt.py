@@ -8,26 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qlib_prefect.data.dataset import DatasetH
+from qlib_prefect.data.handler import DataHandlerLP
+from qlib_prefect.data.loader import StaticDataLoader
 from qlib_prefect.errors import ConfigError, DataError
 from qlib_prefect.model.gbdt import LGBModel, log_eval_history
 
 FEATS = ["KMID", "KLEN", "ROC5", "MA10", "STD20"]
 
 
-class PanelDataset:
-    """A minimal DatasetH stand-in: fixed frames with ("feature", "label") columns per segment."""
-
-    def __init__(self, frame: pd.DataFrame, segments: dict[str, tuple[str, str]]) -> None:
-        self.frame = frame
-        self.segments = segments
-        self.calls: list[tuple] = []
-
-    def prepare(self, segments, col_set="__all", data_key="infer"):
-        self.calls.append((segments, col_set, data_key))
-        lo, hi = self.segments[segments]
-        dt = self.frame.index.get_level_values("datetime")
-        df = self.frame[(dt >= pd.Timestamp(lo)) & (dt <= pd.Timestamp(hi))]
-        return df if col_set == "__all" or (isinstance(col_set, list) and len(col_set) == 2) else df[col_set]
+def make_dataset(frame: pd.DataFrame, segments: dict[str, tuple[str, str]]) -> DatasetH:
+    """A real DatasetH: learn view = DropnaLabel + CSZScoreNorm(label), infer view = raw."""
+    handler = DataHandlerLP(
+        data_loader=StaticDataLoader(frame),
+        learn_processors=["DropnaLabel", {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}],
+        cache=False,
+    )
+    return DatasetH(handler=handler, segments=segments)
 
 
 def make_frame(seed: int = 0, n_days: int = 60, n_inst: int = 25, n_labels: int = 1) -> pd.DataFrame:
@@ -37,7 +34,8 @@ def make_frame(seed: int = 0, n_days: int = 60, n_inst: int = 25, n_labels: int 
         names=["datetime", "instrument"],
     )
     x = rng.standard_normal((len(idx), len(FEATS))).astype(np.float32)
-    y = x[:, 0] * 0.8 - x[:, 2] * 0.5 + 0.3 * rng.standard_normal(len(idx))
+    y = 0.01 * (x[:, 0] * 0.8 - x[:, 2] * 0.5 + 0.3 * rng.standard_normal(len(idx)))
+    y[::13] = np.nan
     names = [("feature", f) for f in FEATS] + [("label", f"LABEL{i}") for i in range(n_labels)]
     cols = pd.MultiIndex.from_tuples(names)
     data = np.column_stack([x] + [y] * n_labels)
@@ -49,8 +47,8 @@ SEGMENTS = {"train": ("2020-01-01", "2020-02-14"), "valid": ("2020-02-17", "2020
 
 
 @pytest.fixture(scope="module")
-def fitted() -> tuple[LGBModel, PanelDataset]:
-    ds = PanelDataset(make_frame(), SEGMENTS)
+def fitted() -> tuple[LGBModel, DatasetH]:
+    ds = make_dataset(make_frame(), SEGMENTS)
     model = LGBModel(loss="mse", learning_rate=0.1, num_leaves=7, num_threads=1, seed=3)
     model.fit(ds, num_boost_round=200)
     return model, ds
@@ -66,21 +64,23 @@ def test_params_and_loss_validation() -> None:
 
 def test_fit_uses_learn_view_and_predict_infer_view(fitted) -> None:
     model, ds = fitted
-    assert ("train", ["feature", "label"], "learn") in ds.calls
-    assert ("valid", ["feature", "label"], "learn") in ds.calls
     pred = model.predict(ds)
-    assert ds.calls[-1] == ("test", "feature", "infer")
-    x_test = ds.prepare("test", col_set="feature")
+    x_test = ds.prepare("test", col_set="feature", data_key="infer")
+    raw_label = ds.prepare("test", col_set="label", data_key="raw").iloc[:, 0]
     assert isinstance(pred, pd.Series) and pred.name is None
-    pd.testing.assert_index_equal(pred.index, x_test.index)
+    pd.testing.assert_index_equal(pred.index, x_test.index)  # infer view: NaN-label rows are predicted too
+    assert raw_label.isna().any() and len(pred) == len(raw_label)
     assert pred.dtype == np.float64
-    ic = np.corrcoef(pred, ds.prepare("test", col_set="label").iloc[:, 0])[0, 1]
-    assert ic > 0.6
+    # trained on the learn view (labels z-scored per day), not on the raw labels (~1e-2)
+    assert pred.std() > 0.3
+    ok = raw_label.notna()
+    assert np.corrcoef(pred[ok], raw_label[ok])[0, 1] > 0.6
     # identical to calling the booster directly on the feature matrix (column order untouched)
     np.testing.assert_array_equal(pred.to_numpy(), model.model.predict(x_test.to_numpy()))
+    assert model.feature_names_ == FEATS
     assert model.model.best_iteration >= 1
     assert set(model.evals_result_) == {"train", "valid"}
-    assert list(model.get_feature_importance().sort_index().index) == sorted(FEATS)
+    assert sorted(model.get_feature_importance().index) == sorted(FEATS)
 
 
 def test_pickle_round_trip_predicts_identically(fitted, tmp_path) -> None:
@@ -97,10 +97,10 @@ def test_pickle_round_trip_predicts_identically(fitted, tmp_path) -> None:
 
 
 def test_empty_segment_and_multi_label_are_clear_errors() -> None:
-    ds = PanelDataset(make_frame(), {**SEGMENTS, "valid": ("2021-01-01", "2021-02-01")})
+    ds = make_dataset(make_frame(), {**SEGMENTS, "valid": ("2021-01-01", "2021-02-01")})
     with pytest.raises(DataError, match="'valid'"):
         LGBModel().fit(ds)
-    ds = PanelDataset(make_frame(n_labels=2), SEGMENTS)
+    ds = make_dataset(make_frame(n_labels=2), SEGMENTS)
     with pytest.raises(DataError, match="one label column"):
         LGBModel().fit(ds)
     with pytest.raises(ValueError, match="not fitted"):
@@ -108,7 +108,7 @@ def test_empty_segment_and_multi_label_are_clear_errors() -> None:
 
 
 def test_early_stopping_and_finetune() -> None:
-    ds = PanelDataset(make_frame(seed=1), SEGMENTS)
+    ds = make_dataset(make_frame(seed=1), SEGMENTS)
     model = LGBModel(learning_rate=0.5, num_leaves=31, min_data_in_leaf=2, num_threads=1, early_stopping_rounds=5)
     model.fit(ds, num_boost_round=500)
     best = model.model.best_iteration
@@ -119,17 +119,43 @@ def test_early_stopping_and_finetune() -> None:
     assert model.model.num_trees() == n_before + 4
 
 
-class ListRecorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
+@pytest.fixture
+def active_run(tmp_path):
+    """R on a fresh SQLite store with an active run; R/C are reset afterwards."""
+    import qlib_prefect
+    from qlib_prefect.config.runtime import C
+    from qlib_prefect.workflow import R
 
-    def log_metrics(self, step=None, **kw) -> None:
-        self.calls.append((step, kw))
+    qlib_prefect.init(exp_manager={"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+                                   "kwargs": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}})
+    try:
+        with R.start(experiment_name="gbdt"):
+            yield R.get_recorder()
+    finally:
+        R.reset()
+        C.reset()
 
 
-def test_eval_history_logged_per_iteration() -> None:
-    rec = ListRecorder()
-    n = log_eval_history(rec, {"train": {"l2": [3.0, 2.0, 1.0]}, "valid": {"l2": [4.0, 3.5, 3.6], "ndcg@5": [1, 2, 3]}})
-    assert n == 9
-    assert rec.calls[0] == (0, {"l2.train": 3.0, "l2.valid": 4.0, "ndcg_5.valid": 1.0})
-    assert [c[0] for c in rec.calls] == [0, 1, 2]
+def test_eval_history_logged_to_the_active_run(active_run) -> None:
+    ds = make_dataset(make_frame(seed=2), SEGMENTS)
+    model = LGBModel(learning_rate=0.3, num_leaves=7, num_threads=1, early_stopping_rounds=5)
+    model.fit(ds, num_boost_round=60)  # no recorder passed: goes to the active R run
+    active_run.flush()
+    for name, set_name in (("l2.train", "train"), ("l2.valid", "valid")):
+        hist = active_run.get_metric_history(name)
+        assert [m.step for m in hist] == list(range(len(model.evals_result_[set_name]["l2"])))
+        assert [m.value for m in hist] == pytest.approx(model.evals_result_[set_name]["l2"], rel=1e-12)
+    # a full 1000-round history (2 metrics) is logged through the recorder's batched queue
+    n = log_eval_history(active_run, {"train": {"l2": list(np.linspace(1, 0, 1000))}, "valid": {"l2": [0.5] * 1000}})
+    active_run.flush()
+    assert n == 2000
+    assert len(active_run.get_metric_history("l2.valid")) == len(model.evals_result_["valid"]["l2"]) + 1000
+
+
+def test_fit_without_active_run_logs_nothing_and_builds_no_store() -> None:
+    from qlib_prefect.workflow import R
+
+    R.reset()
+    ds = make_dataset(make_frame(seed=2), SEGMENTS)
+    LGBModel(num_leaves=7, num_threads=1).fit(ds, num_boost_round=5)
+    assert not R.is_built()
