@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import textwrap
 import warnings
@@ -567,3 +568,59 @@ def test_qlib_examples_with_unsupported_parts_fail_clearly(monkeypatch: pytest.M
     assert "task.record.2.kwargs.config.backtest.open_cost: unknown key; an Exchange argument belongs under " \
            "'exchange_kwargs.open_cost' (file workflow_config_lightgbm_Alpha158_multi_freq.yaml)" in lines
     assert any(x.startswith("task.record.2.kwargs.config.backtest.verbose: unknown key; allowed: ") for x in lines)
+
+
+_ORACLE = os.environ.get("QLIB_ORACLE_PYTHON", "")
+_ORACLE_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from ruamel.yaml import YAML
+from qlib.cli.run import render_template
+from qlib.utils.data import update_config
+
+path = sys.argv[1]
+config = YAML(typ="safe", pure=True).load(render_template(path))  # qrun's workflow(), up to the merge
+if config.get("BASE_CONFIG_PATH"):
+    base = Path(path).absolute().parent / config["BASE_CONFIG_PATH"]
+    with open(base) as fp:
+        config = update_config(YAML(typ="safe", pure=True).load(fp), config)
+print(json.dumps(config, sort_keys=True, default=repr))
+"""
+
+
+@pytest.mark.qlib
+@pytest.mark.skipif(not _ORACLE or not Path(_ORACLE).exists(), reason="set QLIB_ORACLE_PYTHON to the real qlib venv")
+def test_real_qrun_sees_the_same_config(tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    # (qrun does not render a base file with Jinja2, so the base here has no template syntax)
+    shutil.copy(FIXTURES / "workflow_config_lightgbm_Alpha158.yaml", tmp_path / "base.yaml")
+    write(
+        tmp_path,
+        "child.yaml",
+        """\
+        BASE_CONFIG_PATH: base.yaml
+        market: &market csi300
+        experiment_name: "{{ EXP_NAME }}"
+        task:
+            model:
+                kwargs:
+                    learning_rate: 1e-2
+                    num_threads: __DROP__
+            record: __DROP__
+        """,
+    )
+    env = {**os.environ, **ACC_ENV, "EXP_NAME": "oracle", "MLFLOW_ALLOW_FILE_STORE": "true",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    for name in ("base.yaml", "child.yaml", str(ACCEPTANCE), *(str(p) for p in QLIB_FIXTURES)):
+        r = subprocess.run([_ORACLE, "-c", _ORACLE_SCRIPT, name], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=300, check=True)  # fmt: skip
+        theirs = json.loads(r.stdout.strip().splitlines()[-1])
+        p = Path(name) if Path(name).is_absolute() else tmp_path / name
+        ours = json.loads(json.dumps(load_config(p, env=env, validate=False).raw, sort_keys=True, default=repr))
+        assert ours == theirs, name
+    cfg = load_config(tmp_path / "child.yaml", env=env)
+    assert cfg.experiment_name == "oracle" and cfg.task["model"]["kwargs"]["learning_rate"] == 0.01
+    assert "num_threads" not in cfg.task["model"]["kwargs"] and "record" not in cfg.task
