@@ -6,7 +6,10 @@
 Builds a fixed, seeded pred/label pair with the awkward cases (NaNs on either side, rows present on one side only,
 ties in pred, a date with a single valid pair, a constant-pred date, an all-NaN-label date, a date with fewer than
 5 rows so N = 0) and stores qlib's ``calc_ic`` / ``calc_long_short_return`` / ``calc_long_short_prec`` outputs and
-SigAnaRecord's metric formulas as parquet/JSON. tests/model/test_signal_eval.py compares ours to 1e-12.
+SigAnaRecord's metric formulas as parquet/JSON, what qlib's own SigAnaRecord records for that pair
+(tests/workflow/test_record_temp.py), and qlib's LGBModel trained on a fixed float32 frame with NaNs
+(best iteration, eval history, test predictions; tests/model/test_gbdt.py requires exact equality).
+tests/model/test_signal_eval.py compares the functions to 1e-12.
 """
 
 from __future__ import annotations
@@ -51,6 +54,54 @@ def make_inputs(seed: int = 20261127) -> pd.DataFrame:
 
 def split(df: pd.DataFrame, label_col: str = "label") -> tuple[pd.Series, pd.Series]:
     return df.loc[df["has_pred"], "pred"], df.loc[df["has_label"], label_col]
+
+
+MODEL_PARAMS = {"loss": "mse", "colsample_bytree": 0.8879, "learning_rate": 0.1, "subsample": 0.8789,
+                "lambda_l1": 1.5, "lambda_l2": 3.0, "max_depth": 6, "num_leaves": 15, "num_threads": 1}
+MODEL_SEGMENTS = {"train": ("2017-01-02", "2017-02-24"), "valid": ("2017-02-27", "2017-03-24"),
+                  "test": ("2017-03-27", "2017-04-21")}
+
+
+def make_model_frame(seed: int = 7) -> pd.DataFrame:
+    """(feature, label) frame for the LGBModel parity check: float32, NaN features, 8 features x 40 names."""
+    rng = np.random.default_rng(seed)
+    idx = pd.MultiIndex.from_product([pd.bdate_range("2017-01-02", periods=80), [f"S{i:03d}" for i in range(40)]],
+                                     names=["datetime", "instrument"])
+    x = rng.standard_normal((len(idx), 8)).astype(np.float32)
+    y = (0.5 * x[:, 0] - 0.3 * x[:, 3] * x[:, 1] + rng.standard_normal(len(idx))).astype(np.float32)
+    x[rng.random(x.shape) < 0.03] = np.nan
+    cols = pd.MultiIndex.from_tuples([("feature", f"F{i}") for i in range(8)] + [("label", "LABEL0")])
+    return pd.DataFrame(np.column_stack([x, y]), index=idx, columns=cols)
+
+
+class FrameDataset:
+    """What qlib's LGBModel needs from a DatasetH: ``segments`` and ``prepare``."""
+
+    def __init__(self, frame: pd.DataFrame, segments: dict) -> None:
+        self.frame, self.segments = frame, segments
+
+    def prepare(self, segments, col_set="__all", data_key=None):
+        lo, hi = self.segments[segments]
+        dt = self.frame.index.get_level_values("datetime")
+        df = self.frame[(dt >= pd.Timestamp(lo)) & (dt <= pd.Timestamp(hi))]
+        return df if isinstance(col_set, list) or col_set == "__all" else df[col_set]
+
+
+def run_lgb_model(out: Path) -> dict:
+    """Train qlib's LGBModel on make_model_frame(); save the test prediction; return the eval history."""
+    from qlib.contrib.model.gbdt import LGBModel
+    from qlib.workflow import R
+
+    frame = make_model_frame()
+    frame.to_parquet(out / "model_inputs.parquet")
+    model = LGBModel(**MODEL_PARAMS)
+    evals: dict = {}
+    with R.start(experiment_name="model_golden"):
+        model.fit(FrameDataset(frame, MODEL_SEGMENTS), evals_result=evals)
+    pred = model.predict(FrameDataset(frame, MODEL_SEGMENTS))
+    pred.rename("score").to_frame().to_parquet(out / "model_pred.parquet")
+    return {"params": MODEL_PARAMS, "segments": MODEL_SEGMENTS, "best_iteration": model.model.best_iteration,
+            "evals": evals}
 
 
 def run_sig_ana_record(df: pd.DataFrame) -> dict:
@@ -112,6 +163,7 @@ def main(out: Path) -> None:
 
     meta = {"qlib_version": qlib.__version__, "pandas": pd.__version__, "numpy": np.__version__, "metrics": metrics,
             "recorded": run_sig_ana_record(df)}
+    meta["lgb_model"] = run_lgb_model(out)
     (out / "expected.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     print(json.dumps(meta, indent=1))
 

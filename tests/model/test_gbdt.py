@@ -159,3 +159,21 @@ def test_fit_without_active_run_logs_nothing_and_builds_no_store() -> None:
     ds = make_dataset(make_frame(seed=2), SEGMENTS)
     LGBModel(num_leaves=7, num_threads=1).fit(ds, num_boost_round=5)
     assert not R.is_built()
+
+
+def test_predictions_identical_to_real_qlib_lgbmodel() -> None:
+    """tools/make_signal_goldens.py trained qlib 0.9.7's LGBModel on this frame: same trees, same predictions."""
+    import json
+    from pathlib import Path
+
+    gold = Path(__file__).resolve().parents[1] / "golden" / "signal"
+    meta = json.loads((gold / "expected.json").read_text())["lgb_model"]
+    frame = pd.read_parquet(gold / "model_inputs.parquet")
+    ds = DatasetH(handler=DataHandlerLP(data_loader=StaticDataLoader(frame), cache=False),
+                  segments={k: tuple(v) for k, v in meta["segments"].items()})
+    model = LGBModel(**meta["params"])
+    model.fit(ds)
+    assert model.model.best_iteration == meta["best_iteration"]
+    assert model.evals_result_ == meta["evals"]
+    expected = pd.read_parquet(gold / "model_pred.parquet")["score"].rename(None)
+    pd.testing.assert_series_equal(model.predict(ds), expected, check_exact=True)
