@@ -632,8 +632,12 @@ class WorkflowConfig:
     @property
     def experiment_name(self) -> str:
         """``experiment_name`` of the config, else qrun's default ``"workflow"``."""
+        return self.resolve_experiment_name()
+
+    def resolve_experiment_name(self, default: str = DEFAULT_EXPERIMENT_NAME) -> str:
+        """qrun's rule: the config's ``experiment_name`` wins over ``default`` (the CLI's ``--experiment_name``)."""
         name = self.raw.get("experiment_name")
-        return DEFAULT_EXPERIMENT_NAME if name is None else str(name)
+        return default if name is None else str(name)
 
     @property
     def records(self) -> list[Any]:

@@ -624,3 +624,28 @@ def test_real_qrun_sees_the_same_config(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "child.yaml", env=env)
     assert cfg.experiment_name == "oracle" and cfg.task["model"]["kwargs"]["learning_rate"] == 0.01
     assert "num_threads" not in cfg.task["model"]["kwargs"] and "record" not in cfg.task
+
+
+def test_experiment_name_precedence() -> None:
+    raw = parse_yaml(MINIMAL)
+    cfg = load_config(raw)
+    assert cfg.experiment_name == "workflow" and cfg.resolve_experiment_name("cli_name") == "cli_name"
+    cfg = load_config({**raw, "experiment_name": "from_config"})
+    assert cfg.experiment_name == "from_config" and cfg.resolve_experiment_name("cli_name") == "from_config"
+
+
+def test_lightgbm_names_bundled_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qlib_prefect.config import loader
+    from qlib_prefect.config._lightgbm_params import LIGHTGBM_PARAM_ALIASES
+
+    bundled = set(LIGHTGBM_PARAM_ALIASES) | {a for v in LIGHTGBM_PARAM_ALIASES.values() for a in v}
+    installed = loader.lightgbm_param_names()
+    assert {"learning_rate", "lambda_l1", "reg_alpha", "num_threads", "colsample_bytree", "verbosity"} <= installed
+    lgb_basic = pytest.importorskip("lightgbm.basic")
+    assert bundled <= installed  # the installed lightgbm knows at least what 4.7.0 knew
+    monkeypatch.delattr(lgb_basic, "_ConfigAliases")
+    loader.lightgbm_param_names.cache_clear()
+    try:
+        assert loader.lightgbm_param_names() == frozenset(bundled)
+    finally:
+        loader.lightgbm_param_names.cache_clear()
