@@ -28,6 +28,7 @@ import logging
 import os
 import pickle
 import shutil
+import threading
 import uuid
 import zlib
 from pathlib import Path
@@ -51,6 +52,8 @@ __all__ = [
     "handler_key",
     "load_handler",
     "store_handler",
+    "store_handler_async",
+    "wait_for_pending_writes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -187,6 +190,34 @@ def _load_frame(folder: Path, name: str, meta: dict) -> pd.DataFrame:
     else:
         columns = pd.Index(meta["columns"], name=meta["column_names"][0])
     return pd.DataFrame(values, index=index, columns=columns, copy=False)
+
+
+#: entries larger than this are written by a background thread (the build returns at once)
+ASYNC_WRITE_BYTES = 128 << 20
+_pending: list[threading.Thread] = []
+
+
+def wait_for_pending_writes(timeout: float | None = None) -> None:
+    """Block until background cache writes have finished (they also finish before the interpreter exits)."""
+    for t in list(_pending):
+        t.join(timeout)
+        if not t.is_alive():
+            _pending.remove(t)
+
+
+def store_handler_async(key: str, handler: Any) -> None:
+    """:func:`store_handler`, in a background (non-daemon) thread when the frames are large.
+
+    Frames are never modified in place, so writing them while the caller uses the handler is safe.
+    """
+    frames = [getattr(handler, a, None) for a in handler.ATTR_MAP.values()]
+    nbytes = sum(int(f.memory_usage(index=False, deep=False).sum()) for f in frames if f is not None)
+    if nbytes < ASYNC_WRITE_BYTES:
+        store_handler(key, handler)
+        return
+    t = threading.Thread(target=store_handler, args=(key, handler), name=f"handler-cache-{key[:8]}", daemon=False)
+    t.start()
+    _pending.append(t)
 
 
 def store_handler(key: str, handler: Any) -> bool:

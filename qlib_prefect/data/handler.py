@@ -421,7 +421,7 @@ class DataHandlerLP(DataHandler):
         else:
             self.fit_process_data()
         if key is not None:
-            hcache.store_handler(key, self)
+            hcache.store_handler_async(key, self)
 
     def _get_df_by_key(self, data_key: str = DataHandler.DK_I) -> pd.DataFrame:
         if data_key not in self.ATTR_MAP:

@@ -138,3 +138,13 @@ def test_canonical_hash() -> None:
     assert len(hcache.canonical_hash(a)) == 64
     with pytest.raises(TypeError):
         hcache.canonical_hash({"df": pd.DataFrame({"x": [1]})})
+
+
+def test_large_entries_are_written_in_background(home, monkeypatch) -> None:
+    monkeypatch.setattr(hcache, "ASYNC_WRITE_BYTES", 0)
+    first = build()
+    hcache.wait_for_pending_writes(timeout=60)
+    assert len(entries(home)) == 1
+    second = build()
+    assert second.cache_hit
+    assert_same(first, second)
