@@ -61,6 +61,7 @@ from qlib_prefect.errors import ConfigError
 
 __all__ = [
     "DEFAULT_EXPERIMENT_NAME",
+    "RUNTIME_PLACEHOLDERS",
     "S_DROP",
     "ConfigWarning",
     "WorkflowConfig",
@@ -486,6 +487,7 @@ class _Validator:
                 self.check_class(qi["exp_manager"], ("qlib_init", "exp_manager"), _DEFAULT_MODULES["exp_manager"])
         task = raw.get("task")
         if isinstance(task, Mapping):
+            self.check_placeholders(task)
             if "model" in task:
                 self.check_class(task["model"], ("task", "model"), None)
             if "dataset" in task:
@@ -496,6 +498,28 @@ class _Validator:
                 parts = ("task", "record", i) if isinstance(rec, list) else ("task", "record")
                 self.check_class(r, parts, _DEFAULT_MODULES["record"])
         return spec
+
+    def check_placeholders(self, task: Mapping[str, Any]) -> None:
+        """Warn about ``<...>`` strings that will stay unreplaced at run time (a misspelled ``<PRED>`` or a
+        dotted path that does not exist inside ``task``)."""
+        stack: list[tuple[tuple, Any]] = [(("task",), task)]
+        while stack:
+            parts, node = stack.pop()
+            items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+            for key, val in items:
+                if isinstance(val, (Mapping, list)):
+                    stack.append(((*parts, key), val))
+                    continue
+                m = _PLACEHOLDER_RE.match(val) if isinstance(val, str) else None
+                if m is None or val in RUNTIME_PLACEHOLDERS:
+                    continue
+                name = m.group(1)
+                if "." not in name and name.isupper():
+                    hint = _suggest(val, RUNTIME_PLACEHOLDERS)
+                    extra = f"; did you mean {hint!r}?" if hint else ""
+                    self.warn((*parts, key), f"placeholder {val!r} is not one qlib fills at run time{extra}")
+                elif not _dotted_exists(task, name):
+                    self.warn((*parts, key), f"placeholder {val!r} does not resolve inside task (left unchanged)")
 
     def check_class(self, node: Any, parts: tuple, default_module: str | None) -> None:
         if isinstance(node, str):
@@ -565,6 +589,24 @@ class _Validator:
             self.check_class(node["strategy"], (*parts, "strategy"), _DEFAULT_MODULES["strategy"])
         if node.get("executor") is not None:
             self.check_class(node["executor"], (*parts, "executor"), _DEFAULT_MODULES["executor"])
+
+
+#: placeholders filled by the trainer (``<MODEL>``, ``<DATASET>``) and by PortAnaRecord (``<PRED>``).
+RUNTIME_PLACEHOLDERS = ("<MODEL>", "<DATASET>", "<PRED>")
+_PLACEHOLDER_RE = re.compile(r"<([^<>]+)>")
+
+
+def _dotted_exists(obj: Any, name_path: str) -> bool:
+    """Whether qlib's ``get_item_from_obj(obj, name_path)`` would find a value."""
+    cur = obj
+    for k in name_path.split("."):
+        if isinstance(cur, Mapping) and k in cur:
+            cur = cur[k]
+        elif isinstance(cur, list) and k.isdigit() and int(k) < len(cur):
+            cur = cur[int(k)]
+        else:
+            return False
+    return True
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -649,3 +649,25 @@ def test_lightgbm_names_bundled_list(monkeypatch: pytest.MonkeyPatch) -> None:
         assert loader.lightgbm_param_names() == frozenset(bundled)
     finally:
         loader.lightgbm_param_names.cache_clear()
+
+
+def test_placeholders_left_untouched_and_typos_warned() -> None:
+    raw = parse_yaml(MINIMAL)
+    hk = raw["task"]["dataset"]["kwargs"]["handler"]["kwargs"]
+    hk["fit_start_time"] = "<dataset.kwargs.segments.train.0>"
+    hk["fit_end_time"] = "<dataset.kwargs.segments.train.1>"
+    raw["task"]["record"] = [{"class": "SignalRecord", "kwargs": {"model": "<MODEL>", "dataset": "<DATASET>"}}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        cfg = load_config(raw)
+    assert cfg.task["dataset"]["kwargs"]["handler"]["kwargs"]["fit_start_time"] == "<dataset.kwargs.segments.train.0>"
+    hk["fit_end_time"] = "<dataset.kwargs.segments.trian.1>"
+    raw["task"]["record"][0]["kwargs"]["model"] = "<MODLE>"
+    with pytest.warns(ConfigWarning) as rec:
+        cfg = load_config(raw)
+    assert sorted(cfg.warnings) == [
+        "task.dataset.kwargs.handler.kwargs.fit_end_time: placeholder '<dataset.kwargs.segments.trian.1>' does not "
+        "resolve inside task (left unchanged)",
+        "task.record.0.kwargs.model: placeholder '<MODLE>' is not one qlib fills at run time; did you mean '<MODEL>'?",
+    ]
+    assert len(rec) == 2
