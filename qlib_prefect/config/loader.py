@@ -65,6 +65,7 @@ __all__ = [
     "S_DROP",
     "ConfigWarning",
     "WorkflowConfig",
+    "apply_sys_path",
     "dump_yaml",
     "lightgbm_param_names",
     "load_config",
