@@ -21,21 +21,21 @@ from typing import Any
 
 import pandas as pd
 
-from qlib_prefect.data.handler import DataHandler, DataHandlerLP, fetch_df_by_col, fetch_df_by_index
+from qlib_prefect.data.handler import DataHandler, DataHandlerLP, Serializable, fetch_df_by_col, fetch_df_by_index
 from qlib_prefect.errors import ConfigError
 
 __all__ = ["Dataset", "DatasetH", "fetch_df_by_col", "fetch_df_by_index"]
 
 
-class Dataset:
-    """Base dataset: ``setup_data`` loads, ``prepare`` returns model-ready data."""
+class Dataset(Serializable):
+    """Base dataset: ``setup_data`` loads, ``prepare`` returns model-ready data (qlib pickling rules)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.setup_data(**kwargs)
 
     def config(self, **kwargs: Any) -> None:
-        if kwargs:
-            raise ConfigError(f"{type(self).__name__}.config: unknown key(s) {sorted(kwargs)}")
+        """``dump_all`` / ``exclude`` / ``include`` / ``recursive`` (qlib's ``Serializable.config``)."""
+        super().config(**kwargs)
 
     def setup_data(self, **kwargs: Any) -> None:
         if kwargs:

@@ -22,9 +22,12 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -40,6 +43,7 @@ __all__ = [
     "Alpha360vwap",
     "DataHandler",
     "DataHandlerLP",
+    "Serializable",
     "check_transform_proc",
     "fetch_df_by_col",
     "fetch_df_by_index",
@@ -50,6 +54,80 @@ logger = logging.getLogger(__name__)
 
 _LOADER_MODULE = "qlib_prefect.data.loader"
 _PROC_MODULE = "qlib_prefect.data.processor"
+
+
+# ------------------------------------------------------------------------------------------ pickling rules
+class Serializable:
+    """qlib's ``Serializable`` pickling rules (``qlib/utils/serial.py``), for handlers and datasets.
+
+    Pickling keeps public attributes and drops ``_private`` ones (the data frames ``_data``/``_infer``/``_learn``)
+    unless ``config(dump_all=True)``; ``include``/``exclude`` lists override. ``config(recursive=True)`` also
+    configures nested Serializable attributes (a dataset's handler). Same semantics as
+    ``qlib_prefect.model.base.Serializable`` (the data layer cannot import the model layer).
+    """
+
+    default_dump_all: ClassVar[bool] = False
+    config_attr: ClassVar[list[str]] = ["_include", "_exclude"]
+    exclude_attr: ClassVar[list[str]] = []
+    include_attr: ClassVar[list[str]] = []
+    FLAG_KEY: ClassVar[str] = "_qlib_serial_flag"
+
+    @property
+    def dump_all(self) -> bool:
+        return bool(getattr(self, "_dump_all", self.default_dump_all))
+
+    def _get_attr_list(self, attr_type: str) -> list[str]:
+        if hasattr(self, f"_{attr_type}"):
+            return list(getattr(self, f"_{attr_type}", []) or [])
+        return list(getattr(type(self), f"{attr_type}_attr", []) or [])
+
+    def _is_kept(self, key: str) -> bool:
+        if key in self.config_attr:
+            return False
+        if key in self._get_attr_list("include"):
+            return True
+        if key in self._get_attr_list("exclude"):
+            return False
+        return self.dump_all or not key.startswith("_")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if self._is_kept(k)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def config(self, recursive: bool = False, **kwargs: Any) -> None:
+        """Set ``dump_all`` / ``exclude`` / ``include`` (optionally on nested Serializable attributes)."""
+        for k, v in kwargs.items():
+            if k not in {"dump_all", "exclude", "include"}:
+                raise ConfigError(f"{type(self).__name__}.config: unknown parameter {k!r}")
+            setattr(self, f"_{k}", v)
+        if recursive:
+            self.__dict__[self.FLAG_KEY] = True
+            try:
+                for obj in list(self.__dict__.values()):
+                    if isinstance(obj, Serializable) and self.FLAG_KEY not in obj.__dict__:
+                        obj.config(recursive=True, **kwargs)
+            finally:
+                del self.__dict__[self.FLAG_KEY]
+
+    def to_pickle(self, path: str | Path, **kwargs: Any) -> None:
+        """Pickle ``self`` to ``path`` atomically; kwargs as in :meth:`config` (e.g. ``dump_all=True``)."""
+        self.config(**kwargs)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(self, f, protocol=4)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, filepath: str | Path) -> Any:
+        """Unpickle an instance of ``cls`` from ``filepath``."""
+        with Path(filepath).open("rb") as f:
+            obj = pickle.load(f)
+        if not isinstance(obj, cls):
+            raise TypeError(f"{filepath}: the pickled {type(obj).__name__} is not a {cls.__name__}")
+        return obj
 
 
 # ------------------------------------------------------------------------------------------ fetch helpers
@@ -127,7 +205,7 @@ def fetch_df_by_col(df: pd.DataFrame, col_set: str | list[str]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- handlers
-class DataHandler:
+class DataHandler(Serializable):
     """A handler over one raw frame loaded by a data loader.
 
     Args:
@@ -176,8 +254,7 @@ class DataHandler:
         for k in ("instruments", "start_time", "end_time"):
             if k in kwargs:
                 setattr(self, k, kwargs.pop(k))
-        if kwargs:
-            raise ConfigError(f"{type(self).__name__}.config: unknown key(s) {sorted(kwargs)}")
+        super().config(**kwargs)
 
     def _load_raw(self) -> pd.DataFrame:
         df = self.data_loader.load(self.instruments, self.start_time, self.end_time)
@@ -378,6 +455,8 @@ class DataHandlerLP(DataHandler):
         """What the processed frames depend on (None if not cacheable, e.g. in-memory loaders)."""
         if isinstance(self.data_loader, StaticDataLoader) or init_type == self.IT_LS:
             return None
+        if not hasattr(self, "_loader_config") or not hasattr(self, "_proc_configs"):
+            return None
         from qlib_prefect.data.cache import describe
 
         try:
@@ -404,7 +483,7 @@ class DataHandlerLP(DataHandler):
             raise ConfigError(f"{type(self).__name__}.setup_data: unknown init_type {init_type!r}")
         from qlib_prefect.data import cache as hcache
 
-        flag = self.cache if enable_cache is None else enable_cache
+        flag = getattr(self, "cache", None) if enable_cache is None else enable_cache
         key = None
         if hcache.cache_enabled(flag):
             key = hcache.handler_key(self, init_type)

@@ -119,3 +119,21 @@ def test_dump_cli(tmp_path, capsys) -> None:
         pd.bdate_range("2021-01-18", "2021-01-22"))
     assert main(["dataset", "dump", str(cfg_path), str(out), "--segments", "nope"]) == 2
     assert main(["dataset", "dump", str(tmp_path / "missing.yaml"), str(out)]) == 2
+
+
+def test_pickling_follows_qlib_serializable_rules(tmp_path) -> None:
+    import pickle
+
+    ds = dataset()
+    ds.config(dump_all=False, recursive=True)  # what qlib's trainer does before R.save_objects(dataset=...)
+    light = pickle.loads(pickle.dumps(ds))
+    assert light.segments == ds.segments and not hasattr(light.handler, "_data")
+    ds.config(dump_all=True, recursive=True)
+    full = pickle.loads(pickle.dumps(ds))
+    pd.testing.assert_frame_equal(full.prepare("train"), ds.prepare("train"))
+    path = tmp_path / "h.pkl"
+    ds.handler.to_pickle(path, dump_all=True)
+    again = DataHandlerLP.load(path)
+    pd.testing.assert_frame_equal(again.fetch(data_key="learn"), ds.handler.fetch(data_key="learn"))
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        ds.config(bogus=1)
