@@ -8,7 +8,9 @@ ties in pred, a date with a single valid pair, a constant-pred date, an all-NaN-
 5 rows so N = 0) and stores qlib's ``calc_ic`` / ``calc_long_short_return`` / ``calc_long_short_prec`` outputs and
 SigAnaRecord's metric formulas as parquet/JSON, what qlib's own SigAnaRecord records for that pair
 (tests/workflow/test_record_temp.py), and qlib's LGBModel trained on a fixed float32 frame with NaNs
-(best iteration, eval history, test predictions; tests/model/test_gbdt.py requires exact equality).
+(best iteration, eval history, test predictions; tests/model/test_gbdt.py requires exact equality), and qlib's
+PortAnaRecord on the backtest goldens' data/pred (artifact names, the 13 metrics) plus the error qlib's own
+MultiPassPortAnaRecord raises under pandas 3 (tests/workflow/test_record_temp.py).
 tests/model/test_signal_eval.py compares the functions to 1e-12.
 """
 
@@ -104,6 +106,50 @@ def run_lgb_model(out: Path) -> dict:
             "evals": evals}
 
 
+BACKTEST_DATA = Path(__file__).resolve().parents[1] / "tests" / "golden" / "backtest"
+PORT_CONFIG = {
+    "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                 "kwargs": {"signal": "<PRED>", "topk": 10, "n_drop": 3}},
+    "backtest": {"start_time": "2020-01-07", "end_time": "2020-06-30", "account": 1000000.0, "benchmark": "BENCH",
+                 "exchange_kwargs": {"limit_threshold": 0.095, "deal_price": "close", "open_cost": 0.0005,
+                                     "close_cost": 0.0015, "min_cost": 5}},
+}
+
+
+def run_port_ana_record() -> dict:
+    """qlib's PortAnaRecord on the backtest golden data/pred (tests/golden/backtest); also try MultiPass."""
+    import copy
+    import tempfile
+    import time
+
+    import qlib
+    from qlib.workflow import R
+    from qlib.workflow.record_temp import MultiPassPortAnaRecord, PortAnaRecord
+
+    tmp = Path(tempfile.mkdtemp(prefix="port-golden-"))
+    qlib.init(provider_uri=str(BACKTEST_DATA / "data"), region="cn",
+              exp_manager={"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+                           "kwargs": {"uri": f"file:{tmp / 'mlruns'}", "default_exp_name": "Experiment"}})
+    pred = pd.read_parquet(BACKTEST_DATA / "pred.parquet")
+    with R.start(experiment_name="port_golden"):
+        rec = R.get_recorder()
+        rec.save_objects(**{"pred.pkl": pred, "label.pkl": pred.rename(columns={"score": "LABEL0"})})
+        PortAnaRecord(rec, config=copy.deepcopy(PORT_CONFIG), risk_analysis_freq="day").generate()
+        for _ in range(50):
+            metrics = rec.list_metrics()
+            if len(metrics) == 13:
+                break
+            time.sleep(0.1)
+        artifacts = sorted(rec.list_artifacts("portfolio_analysis"))
+        try:
+            MultiPassPortAnaRecord(rec, config=copy.deepcopy(PORT_CONFIG), pass_num=2).generate()
+            multipass = "ok"
+        except Exception as e:  # pandas Copy-on-Write: the in-place shuffle of .values fails
+            multipass = f"{type(e).__name__}: {e}"
+    return {"config": PORT_CONFIG, "metrics": {k: float(v) for k, v in metrics.items()}, "artifacts": artifacts,
+            "multi_pass": multipass}
+
+
 def run_sig_ana_record(df: pd.DataFrame) -> dict:
     """Run qlib's own SigAnaRecord(ana_long_short=True) on the float32-label pair; return what it recorded."""
     import tempfile
@@ -164,6 +210,7 @@ def main(out: Path) -> None:
     meta = {"qlib_version": qlib.__version__, "pandas": pd.__version__, "numpy": np.__version__, "metrics": metrics,
             "recorded": run_sig_ana_record(df)}
     meta["lgb_model"] = run_lgb_model(out)
+    meta["port_ana_record"] = run_port_ana_record()
     (out / "expected.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     print(json.dumps(meta, indent=1))
 

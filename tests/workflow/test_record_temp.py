@@ -97,6 +97,36 @@ def test_sig_ana_record_matches_what_real_qlib_recorded(rec) -> None:
         assert got[k] == pytest.approx(v, rel=1e-12), k
 
 
+def test_port_ana_record_matches_what_real_qlib_recorded(store_uri: str) -> None:
+    """qlib's PortAnaRecord on the backtest golden data (tools/make_signal_goldens.py): same artifacts and metrics."""
+    import copy
+
+    from qlib_prefect.config import runtime
+
+    root = Path(__file__).resolve().parents[1] / "golden"
+    expected = json.loads((root / "signal" / "expected.json").read_text())["port_ana_record"]
+    assert expected["multi_pass"] == "ValueError: array is read-only"  # qlib's own MultiPass under pandas 3
+    qlib_prefect.init(provider_uri=str(root / "backtest" / "data"), region="cn",
+                      exp_manager={"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+                                   "kwargs": {"uri": store_uri, "default_exp_name": "Experiment"}})
+    try:
+        pred = pd.read_parquet(root / "backtest" / "pred.parquet")
+        with R.start(experiment_name="port_golden"):
+            rec = R.get_recorder()
+            rec.save_objects(**{"pred.pkl": pred, "label.pkl": pred.rename(columns={"score": "LABEL0"})})
+            PortAnaRecord(recorder=rec, config=copy.deepcopy(expected["config"]), risk_analysis_freq="day").generate()
+            assert sorted(rec.list_artifacts("portfolio_analysis")) == expected["artifacts"]
+            got = _metrics(rec)
+            assert set(got) == set(expected["metrics"])
+            for k, v in expected["metrics"].items():
+                assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+            # our MultiPass runs where qlib's fails, and passes really differ
+            out = MultiPassPortAnaRecord(recorder=rec, config=copy.deepcopy(expected["config"]), pass_num=3)._generate()
+            assert (out["multi_pass_port_analysis_1day.pkl"]["std"] > 0).all()
+    finally:
+        runtime._state.update(initialized=False, provider=None)
+
+
 def test_dependency_check_skip_and_load_fallback(rec, caplog) -> None:
     caplog.set_level(logging.INFO, logger="qlib_prefect.workflow.record_temp")
     pred, label = make_pred_label()
