@@ -48,6 +48,14 @@ class _Ctx:
     def __init__(self, ev: Evaluator, node: Op, text: str) -> None:
         self.ev, self.node, self.text = ev, node, text
 
+    def shared(self, kind: str, n: int, compute: Any) -> Any:
+        """A by-product shared by sibling operators on the same first argument (kept for this batch)."""
+        key = f"{kind}:{self.node.args[0]}:{n}"
+        aux = self.ev._aux
+        if key not in aux:
+            aux[key] = compute()
+        return aux[key]
+
     def rolling_std(self, i: int, n: int) -> np.ndarray:
         """pandas ``rolling(n, min_periods=1).std()`` of the i-th argument (memoised as ``Std(arg,n)``)."""
         return self.ev._eval(_std_node(self.node.args[i], n), self.text).values
@@ -101,6 +109,7 @@ class Evaluator:
         self._subs: dict[str, Evaluator] = {}
         self._refs: dict[str, int] | None = None
         self._keep: set[str] = set()
+        self._aux: dict[str, Any] = {}
         avail = None
         if hasattr(provider, "fields"):
             try:
@@ -118,9 +127,11 @@ class Evaluator:
         """The (T x N) float32 panel of ``expr`` (NaN outside each instrument's stored span)."""
         node = parse(expr)
         text = expr if isinstance(expr, str) else str(node)
-        out = self._finish(self._eval(node, text))
-        self._trim()
-        return out
+        try:
+            return self._finish(self._eval(node, text))
+        finally:
+            self._aux.clear()
+            self._trim()
 
     def evaluate_many(self, exprs: Sequence[str | Expression]) -> list[np.ndarray]:
         """Evaluate several expressions sharing sub-expressions; intermediates are freed as soon as
@@ -150,6 +161,7 @@ class Evaluator:
                 self._release(str(nd))
         finally:
             self._refs = None
+            self._aux.clear()
         self._trim()
         return outs
 

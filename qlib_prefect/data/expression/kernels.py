@@ -20,9 +20,11 @@ __all__ = [
     "ema_expanding",
     "ewm_mean",
     "expanding",
+    "idx_aux",
     "idx_extreme",
     "mad",
     "regression",
+    "regression_sums",
     "rolling_corr_cov",
     "rolling_pandas",
     "rolling_stat",
@@ -35,6 +37,15 @@ __all__ = [
 def _f64(x: np.ndarray) -> np.ndarray:
     """float64, time-contiguous (Fortran order): bottleneck and pandas run fastest on that layout."""
     return np.asfortranarray(x, dtype=np.float64)
+
+
+def _prep(x: np.ndarray) -> np.ndarray:
+    """What pandas' rolling/expanding/ewm feed their kernels: float64 with +-inf turned into NaN."""
+    a = _f64(x)
+    inf = np.isinf(a)
+    if inf.any():
+        a = np.where(inf, np.nan, a)
+    return a
 
 
 def shift(x: np.ndarray, n: int) -> np.ndarray:
@@ -54,7 +65,7 @@ def shift(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def _frame(x: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(_f64(x), copy=False)
+    return pd.DataFrame(_prep(x), copy=False)
 
 
 def rolling_pandas(x: np.ndarray, n: int, func: str, *args: float) -> np.ndarray:
@@ -65,14 +76,48 @@ def rolling_pandas(x: np.ndarray, n: int, func: str, *args: float) -> np.ndarray
     return getattr(r, func)(*args).to_numpy()
 
 
+#: below ``SUSPECT * max|x|`` (per instrument) a bottleneck result may differ from pandas' by more than
+#: float32 resolution (online-algorithm residues); those instruments are recomputed with pandas.
+SUSPECT = {"sum": 1e-6, "mean": 1e-6, "std": 1e-4, "var": 1e-4}  # var: compared as sqrt(var)
+
+
+#: instruments recomputed by pandas so far, per function (diagnostics for benchmarks)
+FALLBACK_STATS: dict[str, int] = {}
+
+
+def _pandas_fallback(a: np.ndarray, res: np.ndarray, n: int, func: str) -> np.ndarray:
+    """Recompute with pandas (bit-identical to qlib) the instruments where ``res`` is suspiciously
+    close to zero relative to the instrument's largest value."""
+    with np.errstate(invalid="ignore"):
+        scale = bn.nanmax(np.abs(a), axis=0) if a.size else np.zeros(a.shape[1])
+        mag = np.sqrt(np.abs(res)) if func == "var" else np.abs(res)
+        bad = mag < SUSPECT[func] * scale[None, :]
+        if func in ("sum", "mean"):
+            # an exact 0 from bottleneck is pandas' 0 too (float32-sourced values sum exactly in
+            # float64); only tiny non-zero residues are suspect
+            bad &= res != 0
+    cols = np.flatnonzero(bad.any(axis=0))
+    FALLBACK_STATS[func] = FALLBACK_STATS.get(func, 0) + int(cols.size)
+    if cols.size:
+        sub = pd.DataFrame(np.asfortranarray(a[:, cols]), copy=False).rolling(int(n), min_periods=1)
+        res[:, cols] = getattr(sub, func)().to_numpy()
+    return res
+
+
 def rolling_stat(x: np.ndarray, n: int, func: str) -> np.ndarray:
-    """Rolling sum/mean/max/min (bottleneck, NaN skipped, NaN when the window has no value)."""
-    a = _f64(x)
+    """Rolling sum/mean/max/min with bottleneck (NaN skipped, NaN when the window has no value).
+
+    ``max``/``min`` are exact; ``sum``/``mean`` agree with pandas' Kahan sums to ~1e-12 relative, and
+    instruments with near-zero results (where residues matter) are recomputed by pandas."""
+    a = _prep(x)
     if a.shape[0] == 0:
         return a.copy()
     w = _window(n, a.shape[0])
     fn = {"sum": bn.move_sum, "mean": bn.move_mean, "max": bn.move_max, "min": bn.move_min}[func]
-    return fn(a, w, min_count=1, axis=0)
+    res = fn(a, w, min_count=1, axis=0)
+    if func in ("sum", "mean"):
+        res = _pandas_fallback(a, res, n, func)
+    return res
 
 
 def _window(n: int, t_len: int) -> int:
@@ -80,12 +125,23 @@ def _window(n: int, t_len: int) -> int:
 
 
 def rolling_var(x: np.ndarray, n: int, *, std: bool = False) -> np.ndarray:
-    """pandas rolling ``var``/``std`` (ddof=1, min_periods=1), computed by pandas itself: its online
-    Welford/Kahan state leaves small non-zero values in constant windows that follow large values
-    (e.g. ``Std`` of a run of zeros), and qlib's numbers (WVMA, the ``isclose(std, 0)`` masks of
-    ``Corr``/``Rsquare``) depend on them. Leading NaN do not touch that state, so the full-calendar
-    panel gives bit-identical results to qlib's per-instrument series."""
-    return rolling_pandas(x, n, "std" if std else "var")
+    """pandas rolling ``var``/``std`` (ddof=1, min_periods=1).
+
+    pandas' online Welford/Kahan state leaves small non-zero values in constant windows that follow
+    large values (e.g. ``Std`` of a run of zeros) and qlib's numbers (WVMA, the ``isclose(std, 0)``
+    masks of ``Corr``/``Rsquare``) depend on them. Bottleneck is used where the result is far from
+    zero (agreement ~1e-8 relative or better); instruments with any small value are recomputed with
+    pandas itself, bit-identical to qlib (leading NaN do not touch pandas' state)."""
+    a = _prep(x)
+    t_len = a.shape[0]
+    if t_len == 0:
+        return a.copy()
+    w = _window(n, t_len)
+    cnt = bn.move_sum((~np.isnan(a)).astype(np.float64), w, min_count=1, axis=0)
+    v = bn.move_var(a, w, min_count=1, axis=0, ddof=1)
+    v[~(cnt >= 2)] = np.nan
+    res = np.sqrt(np.maximum(v, 0.0)) if std else v
+    return _pandas_fallback(a, res, n, "std" if std else "var")
 
 
 def expanding(x: np.ndarray, func: str, *args: float) -> np.ndarray:
@@ -110,12 +166,12 @@ def rolling_corr_cov(a: np.ndarray, b: np.ndarray, n: int, func: str) -> np.ndar
     t_len = x64.shape[0]
     if t_len == 0:
         return x64.copy()
-    both = ~(np.isnan(x64) | np.isnan(y64))
+    both = np.isfinite(x64) & np.isfinite(y64)  # pandas turns inf into NaN before rolling
     X = np.where(both, x64, np.nan)
     Y = np.where(both, y64, np.nan)
     with np.errstate(all="ignore"):
-        cx = np.where(both.any(axis=0), bn.nanmean(X, axis=0), 0.0)
-        cy = np.where(both.any(axis=0), bn.nanmean(Y, axis=0), 0.0)
+        cx = np.nan_to_num(bn.nanmean(X, axis=0), nan=0.0)
+        cy = np.nan_to_num(bn.nanmean(Y, axis=0), nan=0.0)
     X -= cx
     Y -= cy
     w = t_len if n == 0 else _window(n, t_len)
@@ -154,10 +210,12 @@ def _window_len(t_len: int, n: int, start: np.ndarray) -> np.ndarray:
     return np.clip(t - start[None, :] + 1, 1, n)
 
 
-def idx_extreme(x: np.ndarray, n: int, start: np.ndarray, *, argmax: bool) -> np.ndarray:
+def idx_extreme(
+    x: np.ndarray, n: int, start: np.ndarray, *, argmax: bool, aux: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """qlib ``IdxMax``/``IdxMin``: ``np.argmax(raw window) + 1`` (first NaN wins), window shortened
     at the series start; NaN where the window holds no value. ``n == 0`` -> expanding window."""
-    a = _f64(x)
+    a = _prep(x)  # pandas rolling.apply sees inf as NaN
     t_len, n_inst = a.shape
     rows = np.arange(t_len)[:, None]
     before = rows < start[None, :]
@@ -185,36 +243,54 @@ def idx_extreme(x: np.ndarray, n: int, start: np.ndarray, *, argmax: bool) -> np
         out[(cnt == 0) | before] = np.nan
         return out
     w = min(int(n), t_len)
-    padded = np.full((t_len + w - 1, n_inst), fill, order="F")
-    padded[w - 1 :] = np.where(before | np.isnan(a), fill, a)
-    best = np.full((t_len, n_inst), fill, order="F")
-    pos = np.zeros((t_len, n_inst), dtype=np.int64, order="F")
-    upd = np.empty((t_len, n_inst), dtype=bool, order="F")
-    cmp = np.greater if argmax else np.less
-    ext = np.maximum if argmax else np.minimum
-    for k in range(w):  # lag loop from the oldest slot: strict comparison keeps the first occurrence
-        xs = padded[k : k + t_len]
-        cmp(xs, best, out=upd)
-        np.copyto(pos, k, where=upd)
-        ext(best, xs, out=best)
+    src = np.where(before, np.nan, a)
+    prev, nxt = aux if aux is not None else idx_aux(src)
+    r = (bn.move_argmax if argmax else bn.move_argmin)(src, w, min_count=1, axis=0)  # 0 = today; NaN skipped
     lo = np.maximum(rows - w + 1, start[None, :])  # first present position of the window
-    lo_c = np.clip(lo, 0, t_len - 1)
-    # first NaN at or after each position (t_len if none)
-    nxt = np.where(isn, rows, t_len)
-    nxt = np.minimum.accumulate(nxt[::-1], axis=0)[::-1]
-    first_nan = np.take_along_axis(nxt, lo_c, axis=0)
-    lead = rows - w + 1  # calendar position of window slot 0
-    res = np.where(first_nan <= rows, first_nan - lo, pos + lead - lo)
+    has = ~np.isnan(r)
+    cur = np.where(has, rows - np.nan_to_num(r).astype(np.int64), 0)
+    # bottleneck returns *an* occurrence of the extreme; walk back to the oldest one in the window
+    flat_prev = prev.ravel(order="F")
+    cols = np.arange(n_inst)[None, :] * t_len
+    idx = np.flatnonzero((has & (cur > lo)).ravel(order="F"))
+    cur_f = cur.ravel(order="F").copy()
+    lo_f = lo.ravel(order="F")
+    col_f = np.broadcast_to(cols, cur.shape).ravel(order="F")
+    while idx.size:
+        cand = flat_prev[col_f[idx] + cur_f[idx]]
+        ok = cand >= lo_f[idx]
+        idx = idx[ok]
+        cur_f[idx] = cand[ok]
+    cur = cur_f.reshape(cur.shape, order="F")
+    first_nan = np.take_along_axis(nxt, np.clip(lo, 0, max(t_len - 1, 0)), axis=0)
+    res = np.where(first_nan <= rows, first_nan, cur) - lo
     out = (res + 1).astype(np.float64)
     valid = bn.move_sum((~np.isnan(a)).astype(np.float64), w, min_count=1, axis=0)
-    out[(valid == 0) | before] = np.nan
-    return out
+    out[~(valid > 0) | before] = np.nan
+    return np.asfortranarray(out)
+
+
+def idx_aux(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``IdxMax``/``IdxMin`` of one input (shared by all windows): the previous position holding
+    the same value (-1 if none) and the first NaN at or after each position (``T`` if none)."""
+    src = _prep(src)
+    t_len = src.shape[0]
+    order = np.argsort(src, axis=0, kind="stable")  # equal values in position order; NaN last
+    sv = np.take_along_axis(src, order, axis=0)
+    prev = np.full(src.shape, -1, dtype=np.int64, order="F")
+    if t_len > 1:
+        same = sv[1:] == sv[:-1]
+        np.put_along_axis(prev, order[1:], np.where(same, order[:-1], -1), axis=0)
+    rows = np.arange(t_len)[:, None]
+    nxt = np.where(np.isnan(src), rows, t_len)
+    nxt = np.asfortranarray(np.minimum.accumulate(nxt[::-1], axis=0)[::-1])
+    return prev, nxt
 
 
 def wma(x: np.ndarray, n: int, start: np.ndarray) -> np.ndarray:
     """qlib ``WMA``: weights 1..L (newest heaviest) normalised over the raw window length L, then
     ``nanmean(w * x)``; ``n == 0`` -> expanding."""
-    a = _f64(x)
+    a = _prep(x)
     t_len = a.shape[0]
     n = t_len if n == 0 else min(int(n), t_len)
     length = _window_len(t_len, n, start)
@@ -233,7 +309,7 @@ def wma(x: np.ndarray, n: int, start: np.ndarray) -> np.ndarray:
 
 def mad(x: np.ndarray, n: int, start: np.ndarray) -> np.ndarray:
     """qlib ``Mad``: mean absolute deviation around the window mean (non-NaN values)."""
-    a = _f64(x)
+    a = _prep(x)
     t_len = a.shape[0]
     n = t_len if n == 0 else min(int(n), t_len)
     length = _window_len(t_len, n, start)
@@ -252,7 +328,7 @@ def mad(x: np.ndarray, n: int, start: np.ndarray) -> np.ndarray:
 def ema_expanding(x: np.ndarray, start: np.ndarray) -> np.ndarray:
     """qlib ``EMA(x, 0)``: for each t, weights ``a**k`` (k = age) with ``a = 1 - 2/(1+L)``, L the
     raw expanding length, normalised over all L weights, ``nansum``. O(T^2) but vectorised."""
-    a = _f64(x)
+    a = _prep(x)
     t_len, n_inst = a.shape
     out = np.full_like(a, np.nan)
     filled = np.where(np.isnan(a), 0.0, a)
@@ -272,68 +348,73 @@ def ema_expanding(x: np.ndarray, start: np.ndarray) -> np.ndarray:
     return out
 
 
-def regression(x: np.ndarray, n: int, kind: str, start: np.ndarray | None = None) -> np.ndarray:
-    """qlib's Cython ``rolling_slope/rolling_resi/rolling_rsquare`` (``n == 0``: ``expanding_*``).
-
-    The incremental float64 recurrence of ``rolling.pyx`` (buffer prefilled with NaN) is replayed
-    step by step in time, vectorised across instruments, so sums drift exactly as in qlib.
-    """
+def regression_sums(x: np.ndarray, n: int, start: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Per-date running sums ``(cnt, x_sum, x2_sum, y_sum, y2_sum, xy_sum, pos)`` of qlib's Cython
+    ``Slope/Resi/Rsquare`` kernels (``rolling.pyx``: deque prefilled with NaN; ``n == 0``:
+    ``expanding.pyx``). The float64 recurrence is replayed step by step in time, vectorised across
+    instruments, in the kernel's operation order, so the sums drift exactly as in qlib."""
     a = np.ascontiguousarray(x, dtype=np.float64)  # row (date) contiguous for the time loop
     t_len, n_inst = a.shape
-    out = np.empty_like(a)
-    z = np.zeros(n_inst)
-    i_sum, x_sum, x2_sum, y_sum, y2_sum, xy_sum = (z.copy() for _ in range(6))
-    na_count = np.zeros(n_inst, dtype=np.int64)
+    ok = ~np.isnan(a)
+    v0 = np.where(ok, a, 0.0)
+    okf = ok.astype(np.float64)
+    shape = (t_len, n_inst)
+    sums = {k: np.empty(shape) for k in ("x", "x2", "y", "y2", "xy")}
+    if n == 0:
+        if start is None:
+            start = np.zeros(n_inst, dtype=np.int64)
+        size = np.arange(t_len, dtype=np.float64)[:, None] - start[None, :] + 1.0  # expanding length
+        add_x = np.where(ok, size, 0.0)
+        # cumulative sums in the kernel's order: one addition per date (NaN adds nothing)
+        with np.errstate(invalid="ignore"):
+            sums["x"] = np.cumsum(add_x, axis=0)
+            sums["x2"] = np.cumsum(np.where(ok, size * size, 0.0), axis=0)
+            sums["y"] = np.cumsum(v0, axis=0)
+            sums["y2"] = np.cumsum(v0 * v0, axis=0)
+            sums["xy"] = np.cumsum(np.where(ok, size * a, 0.0), axis=0)
+        cnt = np.cumsum(okf, axis=0)
+        return cnt, sums["x"], sums["x2"], sums["y"], sums["y2"], sums["xy"], size
+    w = int(n)
+    fw = float(w)
+    add_x, add_x2, add_xy = okf * fw, okf * (fw * fw), v0 * fw
+    add_y2 = v0 * v0
+    i_sum, x_sum, x2_sum, y_sum, y2_sum, xy_sum = (np.zeros(n_inst) for _ in range(6))
+    tmp = np.empty(n_inst)
+    for t in range(t_len):
+        # shift the x positions of the window by one (uses the sums before removal)
+        np.subtract(xy_sum, y_sum, out=xy_sum)
+        np.add(x2_sum, i_sum, out=x2_sum)
+        np.multiply(x_sum, 2.0, out=tmp)
+        np.subtract(x2_sum, tmp, out=x2_sum)
+        np.subtract(x_sum, i_sum, out=x_sum)
+        if t >= w:  # the value leaving the window (the prefilled NaN before that)
+            r = t - w
+            np.subtract(i_sum, okf[r], out=i_sum)
+            np.subtract(y_sum, v0[r], out=y_sum)
+            np.subtract(y2_sum, add_y2[r], out=y2_sum)
+        np.add(i_sum, okf[t], out=i_sum)
+        np.add(x_sum, add_x[t], out=x_sum)
+        np.add(x2_sum, add_x2[t], out=x2_sum)
+        np.add(y_sum, v0[t], out=y_sum)
+        np.add(y2_sum, add_y2[t], out=y2_sum)
+        np.add(xy_sum, add_xy[t], out=xy_sum)
+        sums["x"][t], sums["x2"][t], sums["y"][t] = x_sum, x2_sum, y_sum
+        sums["y2"][t], sums["xy"][t] = y2_sum, xy_sum
+    cnt = bn.move_sum(okf, min(w, t_len), min_count=1, axis=0) if t_len else okf
+    cnt = np.nan_to_num(cnt, nan=0.0)
+    return cnt, sums["x"], sums["x2"], sums["y"], sums["y2"], sums["xy"], fw
+
+
+def regression(
+    x: np.ndarray, n: int, kind: str, start: np.ndarray | None = None, sums: tuple | None = None
+) -> np.ndarray:
+    """qlib's Cython ``rolling_slope/rolling_resi/rolling_rsquare`` (``n == 0``: ``expanding_*``)."""
+    if sums is None:
+        sums = regression_sums(x, n, start)
+    cnt, x_sum, x2_sum, y_sum, y2_sum, xy_sum, pos = sums
+    val = np.asarray(x, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if n == 0:
-            if start is None:
-                start = np.zeros(n_inst, dtype=np.int64)
-            for t in range(t_len):
-                val = a[t]
-                size = (t - start + 1).astype(np.float64)  # per-instrument expanding length
-                isn = np.isnan(val) & (size >= 1)
-                ok = ~np.isnan(val)
-                na_count += isn
-                v0 = np.where(ok, val, 0.0)
-                x_sum = x_sum + np.where(ok, size, 0.0)
-                x2_sum = x2_sum + np.where(ok, size * size, 0.0)
-                y_sum = y_sum + v0
-                y2_sum = y2_sum + v0 * v0
-                xy_sum = xy_sum + np.where(ok, size * val, 0.0)
-                cnt = size - na_count
-                out[t] = _reg_out(kind, cnt, x_sum, x2_sum, y_sum, y2_sum, xy_sum, val, size)
-            return np.asfortranarray(out)
-        w = int(n)
-        fw = float(w)
-        buf = np.full((w, n_inst), np.nan)  # ring buffer, prefilled with NaN as in rolling.pyx
-        na_count[:] = w
-        for t in range(t_len):
-            val = a[t]
-            xy_sum = xy_sum - y_sum
-            x2_sum = x2_sum + i_sum - 2 * x_sum
-            x_sum = x_sum - i_sum
-            front = buf[t % w]
-            fok = ~np.isnan(front)
-            f0 = np.where(fok, front, 0.0)
-            i_sum = i_sum - fok
-            y_sum = y_sum - f0
-            if kind == "rsquare":
-                y2_sum = y2_sum - f0 * f0
-            na_count -= ~fok
-            buf[t % w] = val
-            isn = np.isnan(val)
-            ok = ~isn
-            na_count += isn
-            v0 = np.where(ok, val, 0.0)
-            i_sum = i_sum + ok
-            x_sum = x_sum + np.where(ok, fw, 0.0)
-            x2_sum = x2_sum + np.where(ok, fw * fw, 0.0)
-            y_sum = y_sum + v0
-            if kind == "rsquare":
-                y2_sum = y2_sum + v0 * v0
-            xy_sum = xy_sum + np.where(ok, fw * val, 0.0)
-            cnt = (w - na_count).astype(np.float64)
-            out[t] = _reg_out(kind, cnt, x_sum, x2_sum, y_sum, y2_sum, xy_sum, val, fw)
+        out = _reg_out(kind, cnt, x_sum, x2_sum, y_sum, y2_sum, xy_sum, val, pos)
     return np.asfortranarray(out)
 
 

@@ -263,7 +263,9 @@ def _delta(ctx: Any, x: Panel, n: float | int) -> Panel:
 def _regression(kind: str) -> Callable[..., Panel]:
     def impl(ctx: Any, x: Panel, n: float | int) -> Panel:
         n = _int_window(ctx, kind.capitalize(), n)
-        out = K.regression(x.values, n, kind, x.start)
+        # Slope/Resi/Rsquare of the same (x, n) share one pass of the kernel's running sums
+        sums = ctx.shared("regression", n, lambda: K.regression_sums(x.values, n, x.start))
+        out = K.regression(x.values, n, kind, x.start, sums=sums)
         if kind == "rsquare" and n > 0:
             std = ctx.rolling_std(0, n)
             out[np.isclose(std, 0, atol=2e-05)] = np.nan
@@ -294,7 +296,10 @@ def _quantile(ctx: Any, x: Panel, n: float | int, q: float) -> Panel:
 def _idx(argmax: bool) -> Callable[..., Panel]:
     def impl(ctx: Any, x: Panel, n: float | int) -> Panel:
         n = _int_window(ctx, "IdxMax" if argmax else "IdxMin", n)
-        return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax))
+        if n == 0:
+            return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax))
+        aux = ctx.shared("idx", 0, lambda: K.idx_aux(x.values))
+        return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax, aux=aux))
 
     return impl
 
