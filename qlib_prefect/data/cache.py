@@ -140,8 +140,12 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
     dtype = df.dtypes.iloc[0] if df.shape[1] else np.dtype(np.float32)
     if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
         raise TypeError(f"unsupported dtype {dtype}")
-    values = df.to_numpy(dtype=dtype)
-    np.save(folder / f"{name}.values.npy", values)
+    # row chunks into a memory-mapped .npy: no full consolidated copy of multi-block frames
+    values = np.lib.format.open_memmap(folder / f"{name}.values.npy", mode="w+", dtype=dtype, shape=df.shape)
+    step = max(1, (16 << 20) // max(1, df.shape[1] * dtype.itemsize))
+    for a in range(0, df.shape[0], step):
+        values[a : a + step] = df.iloc[a : a + step].to_numpy(dtype=dtype)
+    values.flush()
     idx = df.index
     if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
         raise TypeError("index must have two levels")
