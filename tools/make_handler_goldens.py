@@ -61,8 +61,16 @@ def _ohlcv(rng: np.random.Generator, n: int, p0: float, vol: float) -> dict[str,
     return {"open": open_, "high": high, "low": low, "close": close, "volume": volume, "factor": np.ones(n)}
 
 
-def make_data(root: Path) -> dict[str, object]:
-    """Write the synthetic data set; returns a description of its quirks (stored in configs.json)."""
+VWAP_CODES = ["S01", "S02", "S03", "S04", "S08", "S09", "S11", "S16"]
+NO_VWAP_FILE = ["S02", "S09"]
+
+
+def make_data(root: Path, vwap_root: Path | None = None) -> dict[str, object]:
+    """Write the synthetic data set; returns a description of its quirks (stored in configs.json).
+
+    With ``vwap_root``, also write the "with vwap" variant there: the same series for the 8 codes of market
+    ``small`` plus ``vwap = (high + low + close) / 3``, except S02 and S09, which have no vwap file.
+    """
     rng = np.random.default_rng(SEED)
     cal = make_calendar()
     write_calendar(root, cal)
@@ -149,6 +157,10 @@ def make_data(root: Path) -> dict[str, object]:
             if f == "volume":
                 v = v / adj  # qlib convention: volume divided by the adjustment factor
             write_feature(root, code, f, i0, v)
+            if vwap_root is not None and code in VWAP_CODES:
+                write_feature(vwap_root, code, f, i0, v)
+        if vwap_root is not None and code in VWAP_CODES and code not in NO_VWAP_FILE:
+            write_feature(vwap_root, code, "vwap", i0, (d["high"] + d["low"] + d["close"]) / 3.0)
 
     def span(code: str) -> tuple[int, int]:
         if code == "S23":
@@ -173,11 +185,16 @@ def make_data(root: Path) -> dict[str, object]:
         else:
             mkt.append((c, cal[s0], cal[s1]))
     write_instruments(root, "mkt", mkt)
-    small = ["S01", "S02", "S03", "S04", "S08", "S09", "S11", "S16"]
+    small = VWAP_CODES
     write_instruments(root, "small", [s for s in all_spans if s[0] in small])
+    if vwap_root is not None:
+        write_calendar(vwap_root, cal)
+        write_instruments(vwap_root, "all", [s for s in all_spans if s[0] in small])
     return {"seed": SEED, "days": N_DAYS, "first": str(cal[0].date()), "last": str(cal[-1].date()),
             "quirks": quirks, "fields": FIELDS, "markets": {"all": "24 codes", "mkt": "all but S22",
-                                                            "small": small}}
+                                                            "small": small},
+            "data_vwap": f"codes {small} with vwap = (high + low + close) / 3, no vwap file for {NO_VWAP_FILE}; "
+                         "market all = these 8"}
 
 
 def _d(cal: pd.DatetimeIndex, i: int, shift_days: int = 0) -> str:
@@ -202,6 +219,10 @@ OPS_EXPRS = [
 ]
 OPS_QUIRK_EXPRS = ["Ref($close, 0)", "Mean($close, 0)", "Sum($volume, 0)", "EMA($close, 10)", "EMA($close, 0.5)",
                    "Max($high, 0)", "Std($close, 0)"]
+
+
+#: cases that read another data directory than ``data``
+CASE_PROVIDER = {"alpha158vwap": "data_vwap"}
 
 
 def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
@@ -276,6 +297,9 @@ def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
                                      learn_processors=[{"class": "DropnaLabel"},
                                                        {"class": "CSRankNorm", "kwargs": {"fields_group": "label"}}],
                                      label=[["Ref($close, -2) / Ref($close, -1) - 1"], ["LABEL0"]]), seg360),
+        # Alpha158vwap on the "with vwap" data (provider data_vwap; S02 and S09 have no vwap file).
+        "alpha158vwap": ds({"class": "Alpha158vwap", "module_path": "qlib.contrib.data.handler",
+                            "kwargs": {**h360, "instruments": "all"}}, seg360),
         # Plain DataHandlerLP + QlibDataLoader on the whole universe: operators beyond Alpha158.
         "ops": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
             "instruments": "all", "start_time": h158["start_time"], "end_time": h158["end_time"],
@@ -325,13 +349,17 @@ def run_qlib(out: Path, cases: dict[str, dict], only: list[str] | None) -> dict[
     import qlib
     from qlib.utils import init_instance_by_config
 
-    qlib.init(provider_uri=str(out / "data"), region="us", kernels=1)
+    current = None
     stored: dict[str, pd.DataFrame] = {}  # "<case>.<view>" -> full frame (fully stored views only)
     seen: dict[str, pd.DataFrame] = {}  # every view computed so far
     meta: dict[str, dict] = {}
     for name, cfg in cases.items():
         if only and name not in only:
             continue
+        provider = CASE_PROVIDER.get(name, "data")
+        if provider != current:
+            qlib.init(provider_uri=str(out / provider), region="us", kernels=1)
+            current = provider
         ds = init_instance_by_config(json.loads(json.dumps(cfg)))
         meta[name] = {}
         for view in ("raw", "infer", "learn"):
@@ -354,11 +382,13 @@ def run_qlib(out: Path, cases: dict[str, dict], only: list[str] | None) -> dict[
                             break
             if same is not None:
                 info["same_as"] = same
+                del info["columns"]  # those of the referenced view
             elif ref is not None:
                 info["features_ref"] = ref
                 info["file"] = f"{key}.parquet"
                 _write_parquet(df[lab], out / info["file"])
             else:
+                del info["columns"]  # those of the file
                 info["file"] = f"{key}.parquet"
                 _write_parquet(df, out / info["file"])
                 stored[key] = df
@@ -381,10 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
-    data_desc = make_data(out / "data")
+    data_desc = make_data(out / "data", vwap_root=out / "data_vwap")
     cal = make_calendar()
     cases = make_cases(cal)
-    doc: dict[str, object] = {"provider_uri": "data", "region": "us", "data": data_desc, "cases": cases}
+    doc: dict[str, object] = {"provider_uri": "data", "case_provider_uri": CASE_PROVIDER, "region": "us",
+                              "data": data_desc, "cases": cases}
     if not a.data_only:
         import qlib
 
