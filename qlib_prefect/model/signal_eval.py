@@ -30,7 +30,7 @@ import pandas as pd
 
 from qlib_prefect.errors import DataError
 
-__all__ = ["calc_ic", "calc_long_short_prec", "calc_long_short_return", "pearson_by_group"]
+__all__ = ["calc_ic", "calc_long_short_prec", "calc_long_short_return", "pearson_by_group", "rank_by_group"]
 
 
 def _aligned(pred: pd.Series, label: pd.Series, *, label_float64: bool = True) -> pd.DataFrame:
@@ -64,6 +64,25 @@ def _seg_max(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray
         starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
         out[sc[starts]] = np.maximum.reduceat(values[order], starts)
     return out
+
+
+def rank_by_group(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """1-based average ranks of NaN-free ``values`` within each group (``rankdata(method="average")`` per group)."""
+    order = np.lexsort((values, codes))
+    sv, sc = values[order], codes[order]
+    n = sv.size
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = sc[1:] != sc[:-1]
+    new_tie = new_group.copy()
+    new_tie[1:] |= sv[1:] != sv[:-1]
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    pos = np.arange(n) - group_start + 1.0  # rank within the group, ties broken by order
+    tie_id = np.cumsum(new_tie) - 1
+    first = pos[new_tie]
+    count = np.bincount(tie_id)
+    ranks = np.empty(n)
+    ranks[order] = (first + (count - 1) / 2.0)[tie_id]
+    return ranks
 
 
 def pearson_by_group(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -103,8 +122,8 @@ def calc_ic(
     g = len(dates)
     ic = pearson_by_group(p, lab, c, g)
     # average ranks within each date (scipy.stats.rankdata "average", as spearmanr uses), on the valid pairs only
-    rp = pd.Series(p).groupby(c).rank(method="average").to_numpy(np.float64)
-    rl = pd.Series(lab).groupby(c).rank(method="average").to_numpy(np.float64)
+    rp = rank_by_group(p, c)
+    rl = rank_by_group(lab, c)
     ric = pearson_by_group(rp, rl, c, g)
     ic_s, ric_s = pd.Series(ic, index=dates), pd.Series(ric, index=dates)
     if dropna:

@@ -108,3 +108,13 @@ def test_bad_input_is_a_clear_error() -> None:
     idx = pd.MultiIndex.from_product([[1], list("ab")], names=["date", "instrument"])
     with pytest.raises(DataError, match="datetime"):
         calc_ic(pd.Series([1.0, 2.0], idx), pd.Series([1.0, 2.0], idx))
+
+
+def test_rank_by_group_equals_pandas_average_rank() -> None:
+    from qlib_prefect.model.signal_eval import rank_by_group
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 7, 500)
+    values = np.round(rng.standard_normal(500), 1)  # many ties
+    expected = pd.Series(values).groupby(codes).rank(method="average").to_numpy()
+    np.testing.assert_array_equal(rank_by_group(values, codes), expected)
