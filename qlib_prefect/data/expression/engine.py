@@ -40,6 +40,8 @@ _POSITIONAL = frozenset(OPERATORS) - {
 #: Element-wise operators that map NaN to NaN: outputs stay NaN outside the span ("clean").
 _NAN_PRESERVING = frozenset({"Abs", "Log", "Sign", "Add", "Sub", "Mul", "Div", "Greater", "Less"})
 _STD_MASKED = frozenset({"Rsquare", "Corr"})
+#: positional operators whose output keeps the input dtype (a float32 shift stays float32, as in pandas)
+_NATIVE_DTYPE = frozenset({"Ref", "Delta"})
 
 
 class _Ctx:
@@ -110,6 +112,7 @@ class Evaluator:
         self._refs: dict[str, int] | None = None
         self._keep: set[str] = set()
         self._aux: dict[str, Any] = {}
+        self._prep_cache: OrderedDict[str, Panel] = OrderedDict()
         avail = None
         if hasattr(provider, "fields"):
             try:
@@ -131,6 +134,7 @@ class Evaluator:
             return self._finish(self._eval(node, text))
         finally:
             self._aux.clear()
+            self._prep_cache.clear()
             self._trim()
 
     def evaluate_many(self, exprs: Sequence[str | Expression]) -> list[np.ndarray]:
@@ -162,6 +166,7 @@ class Evaluator:
         finally:
             self._refs = None
             self._aux.clear()
+            self._prep_cache.clear()
         self._trim()
         return outs
 
@@ -211,16 +216,26 @@ class Evaluator:
             self._outside[key] = m
         return m
 
-    def _masked(self, p: Panel) -> Panel:
-        """``p`` with NaN outside the stored span (bool -> float64, as pandas does for rolling)."""
-        if p.clean and p.values.dtype != bool:
-            return p
+    def _masked(self, p: Panel, key: str, f64: bool) -> Panel:
+        """``p`` with NaN outside the stored span (bool -> float64, as pandas does for rolling);
+        ``f64``: also float64 and time-contiguous, the input every rolling kernel converts to (a few
+        recent ones are kept, since Alpha158 rolls the same input over five windows in a row)."""
+        ck = f"{key}|{int(f64)}"
+        hit = self._prep_cache.get(ck)
+        if hit is not None:
+            self._prep_cache.move_to_end(ck)
+            return hit
         v = p.values
-        if v.dtype == bool or not np.issubdtype(v.dtype, np.floating):
-            v = v.astype(np.float64)
-        out = np.where(self._outside_mask(p.start, p.end), np.nan, v).astype(v.dtype, copy=False)
-        q = Panel(out, p.start, p.end)
-        q.clean = True
+        if not (p.clean and v.dtype != bool):
+            if v.dtype == bool or not np.issubdtype(v.dtype, np.floating):
+                v = v.astype(np.float64)
+            v = np.where(self._outside_mask(p.start, p.end), np.nan, v).astype(v.dtype, copy=False)
+        if f64:
+            v = np.asfortranarray(v, dtype=np.float64)
+        q = Panel(v, p.start, p.end, clean=True)
+        self._prep_cache[ck] = q
+        while len(self._prep_cache) > 6:
+            self._prep_cache.popitem(last=False)
         return q
 
     def _field(self, node: Feature, text: str) -> FieldData:
@@ -311,7 +326,7 @@ class Evaluator:
                 args.append(a.value)
             else:
                 p = self._eval(a, text)
-                args.append(self._masked(p) if positional else p)
+                args.append(self._masked(p, str(a), node.name not in _NATIVE_DTYPE) if positional else p)
         try:
             out = spec.impl(_Ctx(self, node, text), *args)
         except ExpressionError:
