@@ -39,6 +39,9 @@ _QLIB_SIDE = textwrap.dedent(
             R.log_params(**{f"p{j}": f"v{i}-{j}" for j in range(10)})
             R.log_metrics(**{f"m{j}": i + j / 10 for j in range(10)})
             R.set_tags(group="a" if i % 2 == 0 else "b")
+            # qlib's AsyncCaller races with save_objects' get_run ("Metric 'm1' is malformed", ~1 run in 100
+            # here): wait for its queue first, as a careful qlib user must
+            R.get_recorder().async_log.wait()
             R.save_objects(**{"obj.pkl": {"i": i, "data": list(range(20))}})
     create = time.perf_counter() - t0
     exp = R.get_exp(experiment_name="bench", create=False)
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             qdir.mkdir()
             script = qdir / "side.py"
             script.write_text(_QLIB_SIDE)
-            env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true")
+            env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_DISABLE_TELEMETRY="true",
+                       GIT_CEILING_DIRECTORIES=tmp)
             out = subprocess.run([str(QLIB_PYTHON), str(script), str(args.n), str(args.repeats)], cwd=qdir,
                                  env=env, capture_output=True, text=True, check=False)
             if out.returncode != 0:
