@@ -145,6 +145,11 @@ def test_eval_history_logged_to_the_active_run(active_run) -> None:
         hist = active_run.get_metric_history(name)
         assert [m.step for m in hist] == list(range(len(model.evals_result_[set_name]["l2"])))
         assert [m.value for m in hist] == pytest.approx(model.evals_result_[set_name]["l2"], rel=1e-12)
+    # params.pkl through the recorder (what the trainer saves) predicts identically after loading
+    active_run.save_objects(**{"params.pkl": model})
+    loaded = active_run.load_object("params.pkl")
+    assert isinstance(loaded, LGBModel) and loaded.params == model.params
+    pd.testing.assert_series_equal(loaded.predict(ds), model.predict(ds), check_exact=True)
     # a full 1000-round history (2 metrics) is logged through the recorder's batched queue
     n = log_eval_history(active_run, {"train": {"l2": list(np.linspace(1, 0, 1000))}, "valid": {"l2": [0.5] * 1000}})
     active_run.flush()
