@@ -1,0 +1,42 @@
+"""Orchestration: the qlib workflow as a Prefect 3 flow with stage caching.
+
+``qlib_workflow(config)`` runs a qrun-format task config (dict, YAML path or ``WorkflowConfig``) as one Prefect
+flow: a task per stage (dataset, train, one per record), each cached by a key built from the config it depends
+on, its upstream keys, the data fingerprint and the package version (:class:`StageCachePolicy`). Stage results
+live in the :class:`ContentStore`; every run publishes all of them into one MLflow run, reachable from tasks
+through :func:`current_recorder`.
+
+Importing this package does not import Prefect; the first use of one of its names does.
+
+Example:
+    >>> from qlib_prefect.orchestration import qlib_workflow  # doctest: +SKIP
+    >>> summary = qlib_workflow("workflow_config_lightgbm_Alpha158.yaml")  # doctest: +SKIP
+    >>> summary["metrics"]["IC"], summary["run_id"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qlib_prefect.orchestration._cache import StageCachePolicy
+    from qlib_prefect.orchestration._flow import current_recorder, plan_workflow, qlib_workflow, run_workflow
+    from qlib_prefect.orchestration._store import ContentStore
+
+__all__ = ["ContentStore", "StageCachePolicy", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
+
+_LAZY = {
+    "ContentStore": "qlib_prefect.orchestration._store",
+    "StageCachePolicy": "qlib_prefect.orchestration._cache",
+    "current_recorder": "qlib_prefect.orchestration._flow",
+    "plan_workflow": "qlib_prefect.orchestration._flow",
+    "qlib_workflow": "qlib_prefect.orchestration._flow",
+    "run_workflow": "qlib_prefect.orchestration._flow",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

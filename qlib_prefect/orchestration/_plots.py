@@ -1,0 +1,96 @@
+"""PNG plots saved next to a record's artifacts (matplotlib, Agg backend; imported only when a stage runs).
+
+* ``portfolio_analysis/cumulative_return.png``: cumulative return of the strategy with and without cost vs the
+  benchmark, and the excess returns (sums of daily returns, qlib's ``report_graph`` convention);
+* ``portfolio_analysis/drawdown.png``: drawdown of the cumulative excess return with and without cost;
+* ``sig_analysis/ic.png``: daily IC and Rank IC with their 20-day moving averages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["plot_stage"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_stage(rec: Any) -> list[str]:
+    """Write the plots that ``rec``'s own artifacts allow; returns their artifact paths."""
+    root = rec.artifact_dir
+    written: list[str] = []
+    pa = root / "portfolio_analysis"
+    reports = sorted(pa.glob("report_normal_*.pkl")) if pa.is_dir() else []
+    if reports:
+        written += _portfolio_plots(rec, reports[0])
+    ic = root / "sig_analysis" / "ic.pkl"
+    if ic.is_file():
+        written += _ic_plot(rec)
+    return written
+
+
+def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
+    import pandas as pd
+
+    report = pd.read_pickle(report_path)
+    if report is None or len(report) == 0 or not {"return", "bench", "cost"} <= set(report.columns):
+        return []
+    plt = _plt()
+    out_dir = rec.artifact_dir / "portfolio_analysis"
+    r, b, c = report["return"].astype(float), report["bench"].astype(float), report["cost"].astype(float)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    ax.plot(r.index, r.cumsum(), label="strategy (without cost)")
+    ax.plot(r.index, (r - c).cumsum(), label="strategy (with cost)")
+    ax.plot(b.index, b.cumsum(), label="benchmark", color="black", linewidth=1)
+    ax.plot(r.index, (r - b).cumsum(), label="excess (without cost)", linestyle="--")
+    ax.plot(r.index, (r - b - c).cumsum(), label="excess (with cost)", linestyle="--")
+    ax.set_title("Cumulative return")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out_dir / "cumulative_return.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    for label, s in (("excess without cost", r - b), ("excess with cost", r - b - c)):
+        cum = s.cumsum()
+        ax.fill_between(cum.index, cum - cum.cummax(), 0, alpha=0.35, label=label)
+    ax.set_title("Drawdown of the cumulative excess return")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out_dir / "drawdown.png", dpi=100)
+    plt.close(fig)
+    return ["portfolio_analysis/cumulative_return.png", "portfolio_analysis/drawdown.png"]
+
+
+def _ic_plot(rec: Any) -> list[str]:
+    import pandas as pd
+
+    ic = pd.read_pickle(rec.artifact_dir / "sig_analysis" / "ic.pkl")
+    ric_path = rec.artifact_dir / "sig_analysis" / "ric.pkl"
+    ric = pd.read_pickle(ric_path) if ric_path.is_file() else None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(ic.index, ic.to_numpy(dtype=float), width=1.0, alpha=0.35, label=f"IC (mean {ic.mean():.4f})")
+    ax.plot(ic.index, ic.rolling(20, min_periods=1).mean(), label="IC 20-day mean")
+    if ric is not None:
+        ax.plot(ric.index, ric.rolling(20, min_periods=1).mean(), label=f"Rank IC 20-day mean (mean {ric.mean():.4f})")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_title("Daily information coefficient")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(rec.artifact_dir / "sig_analysis" / "ic.png", dpi=100)
+    plt.close(fig)
+    return ["sig_analysis/ic.png"]

@@ -1,0 +1,151 @@
+"""Content-addressed store of stage results: ``$QLIB_PREFECT_HOME/store/<stage>/<key>/``.
+
+An entry is a directory holding ``artifacts/`` (files under their qlib artifact paths, e.g. ``pred.pkl``,
+``sig_analysis/ic.pkl``), ``metrics.json`` (``[[name, value, step], ...]``), ``params.json``, ``tags.json`` and
+``meta.json``. It is built in a temporary sibling directory and renamed into place; the marker file
+``_COMPLETE`` is written last, so an interrupted or failed stage never leaves an entry a later run could take
+for done. Incomplete directories are ignored (and replaced on the next build).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMPLETE_MARKER", "ContentStore", "StoreEntry"]
+
+COMPLETE_MARKER = "_COMPLETE"
+ARTIFACTS = "artifacts"
+
+
+class StoreEntry:
+    """Read access to one complete entry (or a directory being built)."""
+
+    def __init__(self, *, path: Path, stage: str, key: str) -> None:
+        self.path = Path(path)
+        self.stage = stage
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"StoreEntry({self.stage}/{self.key[:12]} at {self.path})"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.path / ARTIFACTS
+
+    def _json(self, name: str, default: Any) -> Any:
+        p = self.path / name
+        if not p.exists():
+            return default
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def metrics(self) -> list[list[Any]]:
+        """``[[name, value, step], ...]`` in logging order."""
+        return self._json("metrics.json", [])
+
+    def params(self) -> dict[str, str]:
+        return self._json("params.json", {})
+
+    def tags(self) -> dict[str, str]:
+        return self._json("tags.json", {})
+
+    def meta(self) -> dict[str, Any]:
+        return self._json("meta.json", {})
+
+    def artifact_files(self) -> list[str]:
+        """All artifact paths (``/``-separated, relative to the artifact root), sorted."""
+        root = self.artifact_dir
+        if not root.is_dir():
+            return []
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+class ContentStore:
+    """Stage results keyed by ``(stage, key)`` under ``root`` (default ``$QLIB_PREFECT_HOME/store``).
+
+    Example:
+        >>> store = ContentStore(root="/tmp/qp-store")  # doctest: +SKIP
+        >>> with store.build("train", key) as tmp:  # doctest: +SKIP
+        ...     (tmp / "artifacts").mkdir(); ...
+        >>> store.get("train", key).artifact_files()  # doctest: +SKIP
+    """
+
+    def __init__(self, *, root: str | Path | None = None) -> None:
+        if root is None:
+            from qlib_prefect.config.settings import home_dir
+
+            root = home_dir() / "store"
+        self.root = Path(root).expanduser()
+
+    def __repr__(self) -> str:
+        return f"ContentStore({self.root})"
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def exists(self, stage: str, key: str) -> bool:
+        """True only for a complete entry (marker present)."""
+        return (self.path(stage, key) / COMPLETE_MARKER).is_file()
+
+    def get(self, stage: str, key: str) -> StoreEntry | None:
+        return StoreEntry(path=self.path(stage, key), stage=stage, key=key) if self.exists(stage, key) else None
+
+    def require(self, stage: str, key: str) -> StoreEntry:
+        entry = self.get(stage, key)
+        if entry is None:
+            from qlib_prefect.errors import RecorderError
+
+            raise RecorderError(
+                f"content store: no complete entry for stage {stage!r} key {key[:16]} under {self.root}; "
+                "re-run the workflow (with --refresh if Prefect still reports it as cached)"
+            )
+        return entry
+
+    @contextmanager
+    def build(self, stage: str, key: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
+        """Yield a fresh temporary directory; on success it becomes the entry ``(stage, key)`` atomically.
+
+        On an exception the temporary directory is removed and the exception propagates (nothing is stored).
+        """
+        final = self.path(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        (tmp / ARTIFACTS).mkdir()
+        try:
+            yield tmp
+            info = {"stage": stage, "key": key, "created": time.time(), **(meta or {})}
+            (tmp / "meta.json").write_text(json.dumps(info, default=str, indent=1), encoding="utf-8")
+            (tmp / COMPLETE_MARKER).write_text(key, encoding="utf-8")  # last file written
+            if final.exists():  # an incomplete leftover or a concurrent builder's complete entry
+                if (final / COMPLETE_MARKER).is_file():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return
+                old = final.parent / f".old-{key[:16]}-{uuid.uuid4().hex[:8]}"
+                os.replace(final, old)
+                shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not (final / COMPLETE_MARKER).is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def delete(self, stage: str, key: str) -> None:
+        """Remove an entry (marker first, so a concurrent reader never sees half an entry as complete)."""
+        p = self.path(stage, key)
+        try:
+            (p / COMPLETE_MARKER).unlink()
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(p, ignore_errors=True)
