@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from qlib_prefect.backtest.freq import Freq
-from qlib_prefect.errors import ConfigError, LoadObjectError
+from qlib_prefect.errors import ConfigError, DataError, LoadObjectError
 from qlib_prefect.model.signal_eval import calc_ic, calc_long_short_return
 from qlib_prefect.utils.placeholder import fill_placeholder
 
@@ -163,15 +163,21 @@ class SignalRecord(RecordTemp):
 
     @staticmethod
     def generate_label(dataset: Any) -> pd.DataFrame | None:
-        """The raw (unprocessed) label of the test segment, or None if the raw data was dropped."""
+        """The raw (unprocessed) label of the test segment, or None if the raw data was dropped.
+
+        ``DatasetH.prepare`` is called even for subclasses (qlib down-casts, so a ``TSDatasetH`` gives a frame).
+        """
+        from qlib_prefect.data.dataset import DatasetH
+
+        prepare = (lambda **kw: DatasetH.prepare(dataset, **kw)) if isinstance(dataset, DatasetH) else dataset.prepare
         params: dict[str, Any] = {"segments": "test", "col_set": "label", "data_key": "raw"}
         try:
-            return dataset.prepare(**params)
+            return prepare(**params)
         except TypeError:
             del params["data_key"]
-            return dataset.prepare(**params)
-        except AttributeError as e:
-            logger.warning("raw label not available: %s", e)
+            return prepare(**params)
+        except (AttributeError, DataError) as e:  # e.g. a handler built with drop_raw=True
+            logger.warning("raw label not available, label.pkl will hold None: %s", e)
             return None
 
     def generate(self, **kwargs: Any) -> None:

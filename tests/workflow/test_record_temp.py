@@ -305,6 +305,17 @@ def test_signal_and_port_ana_records_end_to_end(market) -> None:
     assert PortAnaRecord(recorder=rec, config=port_config(), skip_existing=True).generate() is None
 
 
+def test_signal_record_without_raw_data_saves_none_label(rec) -> None:
+    _, df = synthetic_market()
+    dataset = DatasetH(handler=DataHandlerLP(data_loader=StaticDataLoader(df), drop_raw=True, cache=False),
+                       segments=SEGS)
+    model = LGBModel(num_leaves=4, num_threads=1, min_data_in_leaf=5)
+    model.fit(dataset, num_boost_round=5)
+    SignalRecord(model=model, dataset=dataset, recorder=rec).generate()
+    assert rec.load_object("label.pkl") is None
+    assert SigAnaRecord(recorder=rec).generate() is None  # "Empty label." -> nothing saved
+
+
 def test_multi_pass_really_shuffles_and_is_seeded(market) -> None:
     rec, _prov, df = market
     _signal(rec, df)
