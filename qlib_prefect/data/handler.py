@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -491,7 +492,9 @@ class DataHandlerLP(DataHandler):
                 self.cache_hit = True
                 return
         self.cache_hit = False
+        t0 = time.perf_counter()
         super().setup_data()
+        t1 = time.perf_counter()
         if init_type == self.IT_FIT_IND:
             self.fit()
             self.process_data()
@@ -499,6 +502,10 @@ class DataHandlerLP(DataHandler):
             self.process_data()
         else:
             self.fit_process_data()
+        logger.info(
+            "%s: data loaded in %.3fs, processed (%s) in %.3fs", type(self).__name__, t1 - t0, init_type,
+            time.perf_counter() - t1,
+        )
         if key is not None:
             hcache.store_handler_async(key, self)
 
