@@ -250,6 +250,8 @@ def store_handler(key: str, handler: Any) -> bool:
             )
         meta = {"format": _FORMAT, "key": key, "frames": frames, "handler": type(handler).__qualname__}
         (tmp / "meta.json").write_text(json.dumps(meta))
+        if (final / "meta.json").exists():  # another process stored the same entry meanwhile
+            return True
         if final.exists():
             shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
