@@ -15,16 +15,18 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from qlib_prefect.data.handler import DataHandler, DataHandlerLP, Serializable, fetch_df_by_col, fetch_df_by_index
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["Dataset", "DatasetH", "fetch_df_by_col", "fetch_df_by_index"]
+__all__ = ["Dataset", "DatasetH", "TSDataSampler", "TSDatasetH", "fetch_df_by_col", "fetch_df_by_index"]
 
 
 class Dataset(Serializable):
@@ -151,3 +153,171 @@ def _looks_like_date(s: str) -> bool:
     except (ValueError, TypeError):
         return False
     return True
+
+
+# ------------------------------------------------------------------------------------------ time series
+def _ffill_idx(arr: np.ndarray) -> np.ndarray:
+    mask = np.isnan(arr)
+    idx = np.where(~mask, np.arange(len(arr)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    return arr[idx]
+
+
+class TSDataSampler:
+    """Time-series samples over tabular handler data (qlib's ``TSDataSampler``), torch-``Dataset``-like.
+
+    ``sampler[i]`` is the ``(step_len, n_columns)`` window ending at the i-th indexable ``(datetime,
+    instrument)`` row (rows ordered by instrument, then date); ``sampler[date, code]`` the window ending at
+    that date; a list of indices gives ``(n, step_len, n_columns)``. Dates before an instrument's first row
+    are NaN (``fillna_type`` ``"ffill"``/``"ffill+bfill"`` repeat neighbouring rows instead).
+
+    Args:
+        data: frame indexed ``(datetime, instrument)``.
+        start, end: the indexable date range (the data may start earlier to fill the windows).
+        step_len: window length.
+        fillna_type: ``"none"``, ``"ffill"`` or ``"ffill+bfill"``.
+        dtype: dtype of the value array (default: the frame's).
+        flt_data: boolean column (same index) selecting the indexable rows.
+    """
+
+    def __init__(
+        self,
+        data: pd.DataFrame,
+        start: Any,
+        end: Any,
+        step_len: int,
+        fillna_type: str = "none",
+        dtype: Any = None,
+        flt_data: pd.Series | pd.DataFrame | None = None,
+    ) -> None:
+        if fillna_type not in ("none", "ffill", "ffill+bfill"):
+            raise ConfigError(f"TSDataSampler.fillna_type: {fillna_type!r}; use none, ffill or ffill+bfill")
+        if list(data.index.names)[:1] != ["datetime"]:
+            raise ConfigError("TSDataSampler: the data index must be (datetime, instrument)")
+        self.start, self.end, self.step_len, self.fillna_type = start, end, int(step_len), fillna_type
+        swapped = data.swaplevel().sort_index()
+        arr = np.asarray(swapped.to_numpy(), dtype=dtype)
+        self.data_arr = np.concatenate([arr, np.full((1, arr.shape[1]), np.nan, dtype=arr.dtype)])
+        self.nan_idx = len(self.data_arr) - 1
+        inst_codes, insts = pd.factorize(swapped.index.get_level_values(0), sort=True)
+        date_codes, dates = pd.factorize(swapped.index.get_level_values(1), sort=True)
+        idx_arr = np.full((len(dates), len(insts)), np.nan)
+        idx_arr[date_codes, inst_codes] = np.arange(len(swapped))
+        self.idx_df = pd.DataFrame(idx_arr, index=pd.DatetimeIndex(dates, name="datetime"),
+                                   columns=pd.Index(insts, name="instrument"))
+        self.idx_arr = idx_arr
+        idx_map = np.stack([date_codes, inst_codes], axis=1).astype(np.int32)
+        data_index = swapped.index
+        if flt_data is not None:
+            if isinstance(flt_data, pd.DataFrame):
+                if flt_data.shape[1] != 1:
+                    raise ConfigError("TSDataSampler.flt_data must have exactly one column")
+                flt_data = flt_data.iloc[:, 0]
+            flt = flt_data.swaplevel().reindex(data_index)
+            keep = flt.fillna(False).astype(bool).to_numpy()
+            idx_map, data_index = idx_map[keep], data_index[keep]
+        lo, hi = self.idx_df.index.slice_locs(
+            None if start is None else pd.Timestamp(start), None if end is None else pd.Timestamp(end)
+        )
+        sel = (idx_map[:, 0] >= lo) & (idx_map[:, 0] < hi)
+        self.idx_map, self.data_index = idx_map[sel], data_index[sel]
+
+    def get_index(self) -> pd.MultiIndex:
+        """The ``(datetime, instrument)`` index of the indexable samples, in sample order."""
+        return self.data_index.swaplevel()
+
+    def config(self, **kwargs: Any) -> None:
+        for k, v in kwargs.items():
+            setattr(self, k, v)
+
+    @property
+    def empty(self) -> bool:
+        return len(self) == 0
+
+    def __len__(self) -> int:
+        return len(self.idx_map)
+
+    def _get_indices(self, row: int, col: int) -> np.ndarray:
+        indices = self.idx_arr[max(row - self.step_len + 1, 0) : row + 1, col]
+        if len(indices) < self.step_len:
+            indices = np.concatenate([np.full(self.step_len - len(indices), np.nan), indices])
+        if self.fillna_type == "ffill":
+            indices = _ffill_idx(indices)
+        elif self.fillna_type == "ffill+bfill":
+            indices = _ffill_idx(_ffill_idx(indices)[::-1])[::-1]
+        return indices
+
+    def _get_row_col(self, idx: Any) -> tuple[int, int]:
+        if isinstance(idx, (int, np.integer)):
+            if not 0 <= idx < len(self.idx_map):
+                raise KeyError(f"{idx} is out of [0, {len(self.idx_map)})")
+            i, j = self.idx_map[idx]
+            return int(i), int(j)
+        if isinstance(idx, tuple):
+            date, inst = idx
+            i = bisect.bisect_right(self.idx_df.index, pd.Timestamp(date)) - 1
+            j = bisect.bisect_left(list(self.idx_df.columns), inst)
+            return i, j
+        raise TypeError(f"TSDataSampler index must be an int, a (date, instrument) tuple or a list, got {idx!r}")
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        multi = isinstance(idx, (list, np.ndarray))
+        if multi:
+            indices = np.concatenate([self._get_indices(*self._get_row_col(i)) for i in idx])
+        else:
+            indices = self._get_indices(*self._get_row_col(idx))
+        indices = np.nan_to_num(indices.astype(np.float64), nan=self.nan_idx).astype(int)
+        if len(indices) and (np.diff(indices) == 1).all():
+            data = self.data_arr[indices[0] : indices[-1] + 1]
+        else:
+            data = self.data_arr[indices]
+        if multi:
+            data = data.reshape(-1, self.step_len, *data.shape[1:])
+        return data
+
+
+class TSDatasetH(DatasetH):
+    """Time-series DatasetH: ``prepare`` returns :class:`TSDataSampler` objects (qlib's ``TSDatasetH``).
+
+    Args:
+        step_len: window length (30).
+        flt_col: a column group (e.g. a boolean ``filter`` group) selecting indexable rows.
+        **kwargs: :class:`DatasetH` arguments.
+    """
+
+    DEFAULT_STEP_LEN = 30
+
+    def __init__(self, *, step_len: int = DEFAULT_STEP_LEN, flt_col: str | None = None, **kwargs: Any) -> None:
+        self.step_len = step_len
+        self.flt_col = flt_col
+        super().__init__(**kwargs)
+
+    def config(self, **kwargs: Any) -> None:
+        if "step_len" in kwargs:
+            self.step_len = kwargs.pop("step_len")
+        super().config(**kwargs)
+
+    def setup_data(self, **kwargs: Any) -> None:
+        super().setup_data(**kwargs)
+        raw = self.handler.fetch(col_set=self.handler.CS_RAW)
+        self.cal = sorted(raw.index.get_level_values("datetime").unique())
+
+    @staticmethod
+    def _extend_slice(slc: slice, cal: list, step_len: int) -> slice:
+        start_idx = bisect.bisect_left(cal, pd.Timestamp(slc.start)) if slc.start is not None else 0
+        pad_start = cal[max(0, start_idx - step_len)] if cal else slc.start
+        return slice(pad_start, slc.stop)
+
+    def _prepare_seg(self, slc: Any, **kwargs: Any) -> TSDataSampler:  # type: ignore[override]
+        dtype = kwargs.pop("dtype", None)
+        if not isinstance(slc, slice):
+            slc = slice(*slc)
+        flt_col = kwargs.pop("flt_col", None) or self.flt_col
+        ext = self._extend_slice(slc, self.cal, self.step_len)
+        data = super()._prepare_seg(ext, **kwargs)
+        flt_data = None
+        if flt_col is not None:
+            flt_kwargs = {**kwargs, "col_set": flt_col}
+            flt_data = super()._prepare_seg(ext, **flt_kwargs)
+        return TSDataSampler(data=data, start=slc.start, end=slc.stop, step_len=self.step_len, dtype=dtype,
+                             flt_data=flt_data)

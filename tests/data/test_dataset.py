@@ -137,3 +137,25 @@ def test_pickling_follows_qlib_serializable_rules(tmp_path) -> None:
     pd.testing.assert_frame_equal(again.fetch(data_key="learn"), ds.handler.fetch(data_key="learn"))
     with pytest.raises(ConfigError, match="unknown parameter"):
         ds.config(bogus=1)
+
+
+def test_ts_dataset_windows() -> None:
+    from qlib_prefect.data.dataset import TSDatasetH
+
+    df = frame().drop(index=[(pd.Timestamp("2021-01-12"), "B")])
+    h = DataHandlerLP(data_loader={"class": "StaticDataLoader", "kwargs": {"config": df}})
+    ts = TSDatasetH(handler=h, segments=SEGMENTS, step_len=3)
+    valid = ts.prepare("valid")
+    assert len(valid) == 14  # 5 dates x 3 stocks, one row missing
+    assert list(valid.get_index())[:2] == [(pd.Timestamp("2021-01-11"), "A"), (pd.Timestamp("2021-01-12"), "A")]
+    # window ending 2021-01-13 for B: 11th (row), 12th (missing -> NaN), 13th; history before the segment is used
+    win = valid["2021-01-13", "B"]
+    expected = df.xs("B", level="instrument").loc[["2021-01-11", "2021-01-13"]].to_numpy()
+    assert win.shape == (3, 2)
+    np.testing.assert_array_equal(win[[0, 2]], expected)
+    assert np.isnan(win[1]).all()
+    first = valid[0]  # A on 2021-01-11: the two previous trading days come from the train period
+    np.testing.assert_array_equal(first, df.xs("A", level="instrument").loc["2021-01-07":"2021-01-11"].to_numpy())
+    assert valid[[0, 1]].shape == (2, 3, 2)
+    with pytest.raises(KeyError):
+        valid[100]
