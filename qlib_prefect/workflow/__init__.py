@@ -266,7 +266,11 @@ R = RecorderWrapper()
 
 def _on_init(conf: Any) -> None:
     manager = build_exp_manager(conf.get("exp_manager"))
-    _ = manager.default_uri  # validate now: a bad URI (e.g. file:) fails at init with advice, not at first log
+    raw = getattr(manager, "_default_uri_raw", None)
+    if raw:  # validate an explicit URI now (no side effects): e.g. file: fails at init with advice
+        from qlib_prefect.workflow._store import resolve_uri
+
+        resolve_uri(raw, create=False)
     R.register(QlibRecorder(manager))
 
 

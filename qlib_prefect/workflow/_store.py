@@ -68,8 +68,9 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(rest)
 
 
-def resolve_uri(uri: str | os.PathLike | None) -> str:
-    """Validate a tracking URI (``None`` -> :func:`default_uri`); creates the parent folder of a SQLite DB."""
+def resolve_uri(uri: str | os.PathLike | None, *, create: bool = True) -> str:
+    """Validate a tracking URI (``None`` -> :func:`default_uri`); creates the parent folder of a SQLite DB
+    unless ``create=False``."""
     uri = default_uri() if uri is None or str(uri) == "" else str(uri)
     scheme = _scheme(uri)
     if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
@@ -85,7 +86,7 @@ def resolve_uri(uri: str | os.PathLike | None) -> str:
         )
     if scheme in _SQL_SCHEMES or scheme in ("http", "https", "databricks"):
         db = sqlite_path(uri)
-        if db is not None:
+        if db is not None and create:
             db.parent.mkdir(parents=True, exist_ok=True)
         return uri
     return uri  # plugin schemes: let MLflow decide

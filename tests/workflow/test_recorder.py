@@ -230,3 +230,31 @@ def test_lean_listing_matches_mlflow_search(exp):
     for a, b in zip(lean, full):
         assert (a.info.status, a.info.start_time, a.info.end_time, a.info.artifact_uri, a.info.run_name) == (
             b.info.status, b.info.start_time, b.info.end_time, b.info.artifact_uri, b.info.run_name)
+
+
+def test_sqlite_lock_errors_are_retried(tmp_path):
+    import sqlite3
+    import threading
+
+    from qlib_prefect.workflow._store import is_locked_error, retry_locked
+
+    db = tmp_path / "x.db"
+    sqlite3.connect(db).execute("create table t (v int)")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("begin exclusive")
+    threading.Timer(0.5, lambda: holder.execute("commit")).start()
+    attempts = []
+
+    def write() -> None:
+        attempts.append(1)
+        with sqlite3.connect(db, timeout=0) as conn:
+            conn.execute("insert into t values (1)")
+
+    with pytest.raises(sqlite3.OperationalError) as info:
+        write()
+    assert is_locked_error(info.value)
+    retry_locked(write)  # succeeds once the holder commits
+    assert len(attempts) > 2
+    assert sqlite3.connect(db).execute("select count(*) from t").fetchone() == (1,)
+    with pytest.raises(ZeroDivisionError):
+        retry_locked(lambda: 1 / 0)  # other errors are not retried
