@@ -265,3 +265,15 @@ def test_loader_instruments_none_and_static_sources(provider, tmp_path) -> None:
         StaticDataLoader(str(tmp_path / "missing.parquet")).load()
     with pytest.raises(ConfigError, match="names"):
         QlibDataLoader(config={"feature": (["$close", "$open"], ["C"])})
+
+
+def test_time_range_filter_as_inst_processor(provider) -> None:
+    flt = {"class": "TimeRangeFlt", "module_path": "qlib.data.dataset.processor",
+           "kwargs": {"start_time": "2020-02-01", "end_time": "2020-04-30"}}
+    loader = QlibDataLoader(config={"feature": (["$close"], ["C"])}, inst_processors=[flt])
+    df = loader.load("mkt", "2020-02-03", "2020-04-30")
+    # start aligned to the first trading day 2020-02-03; S05 joins the market on 2020-02-11: dropped, as in qlib
+    assert sorted(set(df.index.get_level_values("instrument"))) == ["S00", "S01", "S02", "S03", "S04"]
+    late = QlibDataLoader(config={"feature": (["$close"], ["C"])},
+                          inst_processors={"feature": [{**flt, "kwargs": {"start_time": "2020-03-02"}}]})
+    assert "S05" in set(late.load("mkt", "2020-02-03", "2020-04-30").index.get_level_values("instrument"))
