@@ -74,6 +74,7 @@ def _tree_rss(root: int) -> int:
 def measure(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
             interval: float = 0.05, timeout: float | None = None) -> dict:
     """Run ``cmd``; return wall seconds, peak memory, return code, stderr tail and the last JSON line of stdout."""
+    load0 = round(os.getloadavg()[0], 2)
     t0 = time.perf_counter()
     proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -118,7 +119,7 @@ def measure(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: st
                 continue
     return {"wall_s": round(wall, 3), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
             "max_rss_mb": round(ru.ru_maxrss / 1024, 1), "peak_tree_mb": round(peak[0] / 2**20, 1),
-            "returncode": proc.returncode, "result": result,
+            "returncode": proc.returncode, "result": result, "loadavg_1min_start": load0,
             "stderr_tail": "".join(err_chunks)[-2000:]}
 
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if qcache.exists() and not a.rerun_qlib:
         cached = json.loads(qcache.read_text())
         if cached.get("data") == str(data):
-            results["qlib"] = cached["measure"]
+            results["qlib"] = {**cached["measure"], "date": cached["date"]}
             print(f"qlib (cached {cached['date']}): {_fmt(results['qlib'])}", flush=True)
     if "qlib" not in results and not a.skip_qlib and Path(oracle).exists():
         env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["returncode"] != 0:
             print(f"qlib run failed:\n{r['stderr_tail']}", file=sys.stderr)
         else:
-            results["qlib"] = r
+            results["qlib"] = {**r, "date": _now()}
             qcache.write_text(json.dumps({"data": str(data), "date": _now(), "measure": r,
                                           "machine": machine_info()}, indent=1))
             print(f"qlib: {_fmt(r)}", flush=True)
@@ -201,8 +201,9 @@ def render(results: dict[str, dict], mach: dict, how: str) -> str:
              "prepare raw x3 + learn train); CPU = user + system time of the process tree; build = "
              "`init_instance_by_config(DatasetH)`; peak RSS = kernel `ru_maxrss` of the largest process; tree PSS = "
              "summed PSS of the process tree sampled every 50 ms (counts joblib workers).", "",
-             "| run | wall (s) | CPU (s) | build (s) | prepare (s) | peak RSS (MB) | tree PSS (MB) | rows x cols |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| run | wall (s) | CPU (s) | build (s) | prepare (s) | peak RSS (MB) | tree PSS (MB) | rows x cols | "
+             "load (1 min) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     names = {"qlib": "qlib 0.9.7", "ours_cold": "qlib-prefect, cache off (cold)",
              "ours_warm": "qlib-prefect, handler cache warm"}
     for k in ("qlib", "ours_cold", "ours_warm"):
@@ -210,13 +211,20 @@ def render(results: dict[str, dict], mach: dict, how: str) -> str:
             continue
         r = results[k]
         res = r.get("result") or {}
-        lines.append(f"| {names[k]} | {r['wall_s']:.2f} | {r['cpu_s']:.1f} | {res.get('build_s', float('nan')):.2f} | "
-                     f"{res.get('prepare_s', float('nan')):.2f} | {r['max_rss_mb']:.0f} | {r['peak_tree_mb']:.0f} | "
-                     f"{res.get('rows')} x {res.get('cols')} |")
+        miss = ""
+        if k == "ours_warm" and not res.get("cache_hit"):
+            miss = " (cache MISS: code or data changed between runs)"
+        lines.append(f"| {names[k]}{miss} | {r['wall_s']:.2f} | {r['cpu_s']:.1f} | "
+                     f"{res.get('build_s', float('nan')):.2f} | {res.get('prepare_s', float('nan')):.2f} | "
+                     f"{r['max_rss_mb']:.0f} | {r['peak_tree_mb']:.0f} | "
+                     f"{res.get('rows')} x {res.get('cols')} | {r.get('loadavg_1min_start', '?')} |")
+    if "qlib" in results:
+        lines += ["", f"* qlib was measured on {results['qlib'].get('date', '?')} (cached in benchmarks/out/, "
+                  "re-measured with `--rerun-qlib`)."]
     if "qlib" in results and "ours_cold" in results:
         q, c = results["qlib"], results["ours_cold"]
         qb, cb = q["result"]["build_s"], c["result"]["build_s"]
-        lines += ["", f"* Cold vs qlib: build {qb / cb:.1f}x faster, whole process {q['wall_s'] / c['wall_s']:.1f}x "
+        lines += [f"* Cold vs qlib: build {qb / cb:.1f}x faster, whole process {q['wall_s'] / c['wall_s']:.1f}x "
                   f"faster, CPU {q['cpu_s'] / c['cpu_s']:.1f}x less; peak RSS {c['max_rss_mb'] / q['max_rss_mb']:.2f}x "
                   f"and tree PSS {c['peak_tree_mb'] / q['peak_tree_mb']:.2f}x of qlib's."]
         if "ours_warm" in results:
