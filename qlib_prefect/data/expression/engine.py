@@ -459,10 +459,11 @@ def compute_features(
                 member[lo:hi, j] = True
         keep &= member
     ti, ci = np.nonzero(keep)  # row-major: sorted by (datetime, instrument)
-    data = np.empty((len(ti), len(exprs)), dtype=np.float32)
+    lin = ti * len(codes) + ci  # ascending positions in the row-major ravel: a sequential gather
+    data = np.empty((len(ti), len(exprs)), dtype=np.float32, order="F")  # = pandas' block layout
     for qs, ks in groups.items():
         for k, panel in zip(ks, evs[qs].evaluate_many([exprs[k] for k in ks])):
-            data[:, k] = panel[ti, ci]
+            np.take(np.ascontiguousarray(panel).ravel(), lin, out=data[:, k], mode="clip")  # lin is in range
     index = pd.MultiIndex.from_arrays(
         [cal[ti], pd.Index(np.asarray(codes, dtype=object)[ci], dtype=object)], names=["datetime", "instrument"]
     )
