@@ -101,25 +101,13 @@ class DLWParser(DataLoader):
 def concat_groups(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Join group frames on columns into one ``(group, name)`` frame (outer join on rows, sorted).
 
-    When every group has the same index (the usual case) the values are stacked into one float32
-    block without going through pandas' join.
+    Groups sharing one index (the usual case) are put side by side without copying their values.
     """
     items = list(frames.items())
     if not items:
         raise DataError("no column group to load")
-    first = items[0][1].index
-    if all(f.index.equals(first) for _, f in items[1:]):
-        arrs = [f.to_numpy() for _, f in items]
-        # one row-major float32 matrix (the layout the expression engine produces)
-        values = np.empty((len(first), sum(a.shape[1] for a in arrs)), dtype=np.float32)
-        k = 0
-        for a in arrs:
-            values[:, k : k + a.shape[1]] = a
-            k += a.shape[1]
-        cols = pd.MultiIndex.from_tuples([(g, c) for g, f in items for c in f.columns])
-        df = pd.DataFrame(values, index=first, columns=cols, copy=False)
-    else:
-        df = pd.concat(dict(items), axis=1, join="outer")
+    items = [(g, f if (f.dtypes == np.float32).all() else f.astype(np.float32)) for g, f in items]
+    df = pd.concat(dict(items), axis=1, join="outer")  # equal indexes: no reindexing, no copy
     if not df.index.is_monotonic_increasing:
         df = df.sort_index()
     return df

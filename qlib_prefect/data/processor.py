@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,18 +88,27 @@ def _positions(df: pd.DataFrame, group: str | list[str] | None) -> np.ndarray:
 
 
 def _values(df: pd.DataFrame, pos: np.ndarray) -> np.ndarray:
-    """Values of the columns at ``pos`` as a 2-D float array (a view when possible)."""
-    arr = df.to_numpy()
+    """Values of the columns at ``pos`` as a 2-D float array (a view when they sit in one block)."""
     n = df.shape[1]
     if len(pos) == n and np.array_equal(pos, np.arange(n)):
-        pass
+        arr = df.to_numpy()
     elif len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos))):
-        arr = arr[:, pos[0] : pos[0] + len(pos)]
+        arr = df.iloc[:, int(pos[0]) : int(pos[0]) + len(pos)].to_numpy()
     else:
-        arr = arr[:, pos]
+        arr = df.iloc[:, pos].to_numpy()
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
     return arr
+
+
+def _group_slices(df: pd.DataFrame) -> list[slice]:
+    """Column ranges of consecutive equal first-level labels (usually one pandas block each)."""
+    n = df.shape[1]
+    if not isinstance(df.columns, pd.MultiIndex) or n == 0:
+        return [slice(0, n)]
+    lv = np.asarray(df.columns.get_level_values(0), dtype=object)
+    cuts = [0, *[i for i in range(1, n) if lv[i] != lv[i - 1]], n]
+    return [slice(a, b) for a, b in itertools.pairwise(cuts)]
 
 
 def _with_columns(df: pd.DataFrame, pos: np.ndarray, new: np.ndarray) -> pd.DataFrame:
@@ -408,16 +418,20 @@ class ProcessInf(Processor):
     """Replace ±inf by the mean of the column's non-inf values on the same date (NaN if none)."""
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
-        x = df.to_numpy()
-        if x.dtype.kind != "f":
-            return df
-        isinf = np.isinf(x)
-        inf_cols = np.flatnonzero(isinf.any(axis=0))
+        hits = []
+        for sl in _group_slices(df):  # check block by block: no consolidated copy when there is no inf
+            part = df.iloc[:, sl].to_numpy()
+            if part.dtype.kind == "f":
+                hits.append(np.flatnonzero(np.isinf(part).any(axis=0)) + sl.start)
+        inf_cols = np.concatenate(hits) if hits else np.zeros(0, dtype=np.intp)
         if len(inf_cols) == 0:
             return df
+        x = _values(df, inf_cols)
+        isinf = np.isinf(x)
+        inf_cols_local = np.arange(len(inf_cols))
         g = _Groups(df)
-        new = g.sort(x[:, inf_cols])
-        inf_s = g.sort(isinf[:, inf_cols])
+        new = g.sort(x[:, inf_cols_local])
+        inf_s = g.sort(isinf)
         dt = new.dtype
         rows, cols = np.nonzero(inf_s)
         pairs = np.unique(np.stack([g.gid[rows], cols], axis=1), axis=0)
