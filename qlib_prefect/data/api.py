@@ -19,7 +19,7 @@ from qlib_prefect.data.base import Spans
 from qlib_prefect.data.expression.engine import compute_features
 from qlib_prefect.errors import ConfigError, DataError
 
-__all__ = ["D", "DataAPI"]
+__all__ = ["D", "DataAPI", "apply_filter_pipe"]
 
 
 def _check_freq(freq: str) -> None:
@@ -80,8 +80,7 @@ class DataAPI:
             kept = [(b, e) for b, e in kept if b <= e]
             if kept:
                 out[code] = kept
-        for i, flt in enumerate(instruments.get("filter_pipe") or []):
-            out = _apply_filter(flt, out, f"filter_pipe[{i}]")
+        out = apply_filter_pipe(out, instruments.get("filter_pipe"))
         return sorted(out) if as_list else out
 
     def features(
@@ -109,6 +108,13 @@ class DataAPI:
         df = compute_features(self._provider(), spans, exprs, fields, start_time, end_time, freq=freq)
         df = df.swaplevel(0, 1).sort_index(level=[0, 1], sort_remaining=False)
         return df
+
+
+def apply_filter_pipe(spans: Spans, filter_pipe: list[dict] | None) -> Spans:
+    """Apply qlib's instrument ``filter_pipe`` (only ``NameDFilter`` is supported)."""
+    for i, flt in enumerate(filter_pipe or []):
+        spans = _apply_filter(flt, spans, f"filter_pipe[{i}]")
+    return spans
 
 
 def _apply_filter(flt: Mapping[str, Any], spans: Spans, where: str) -> Spans:

@@ -173,3 +173,11 @@ def _parity(name: str) -> tuple[int, int, list[str]]:
 def test_parity_with_real_qlib(name: str) -> None:
     good, total, bad_cols = _parity(name)
     assert good / total >= 0.9999, f"{name}: {total - good} of {total} cells off: {bad_cols}"
+
+
+def test_compute_features_market_config_uses_the_given_provider() -> None:
+    p = LocalProvider(GOLD / "data")
+    cfg = {"market": "all", "filter_pipe": [{"filter_type": "NameDFilter", "name_rule_re": "^[AG]"}]}
+    df = compute_features(p, cfg, ["$close"])
+    assert sorted(set(df.index.get_level_values("instrument"))) == ["AAA", "GGG"]
+    assert len(df) == 180 + 12

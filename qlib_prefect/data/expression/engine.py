@@ -382,9 +382,9 @@ def _resolve_instruments(provider: Any, instruments: Any) -> tuple[list[str], di
         return sorted(spans), dict(spans)
     if isinstance(instruments, Mapping):
         if "market" in instruments and "filter_pipe" in instruments:
-            from qlib_prefect.data.api import D
+            from qlib_prefect.data.api import apply_filter_pipe
 
-            spans = D.list_instruments(instruments)
+            spans = apply_filter_pipe(provider.instruments(str(instruments["market"])), instruments["filter_pipe"])
             return sorted(spans), dict(spans)
         return sorted(str(k) for k in instruments), {str(k): v for k, v in instruments.items()}
     if isinstance(instruments, Sequence):
