@@ -115,8 +115,8 @@ def render(results: dict, mach: dict, how: str, par: tuple[float, int] | None) -
              f"load average {mach['loadavg']} (shared, contended machine); Python {mach['python']}.",
              "* Command: `.venv/bin/python benchmarks/bench_backtest.py` (qlib: `/work/qlib-venv/bin/python`, "
              "qlib 0.9.7).",
-             f"* Data: the bundled S&P 500 sample ({how}); 505 stocks, 2017-01-03..2018-02-06 (277 days), seeded "
-             "random prediction of acceptance `backtest.py`, TopkDropout(topk=50, n_drop=5), account 1e8, "
+             f"* Data: the bundled S&P 500 sample ({how}); 505 stocks, 2017-01-03..2018-02-06 (276 trading days), "
+             "seeded random prediction of acceptance `backtest.py`, TopkDropout(topk=50, n_drop=5), account 1e8, "
              "benchmark SPX, region us.",
              "* Figure: wall and CPU (process) time of the `backtest()` call (exchange quote loading included), in a "
              "fresh subprocess per library; first call and best of the repeated calls (ours: 5, qlib: 2).", "",
