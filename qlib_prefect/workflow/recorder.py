@@ -149,6 +149,7 @@ class MLflowRecorder(Recorder):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_repo"] = None
+        state["_started_here"] = False  # a copy (e.g. in a Prefect worker process) logs synchronously, never ends it
         return state
 
     def _artifact_repo(self) -> Any:

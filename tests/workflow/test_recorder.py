@@ -197,7 +197,12 @@ def test_lineage_inside_and_outside_git(exp, tmp_path, monkeypatch):
 
 def test_recorder_equality_and_pickle(exp):
     rec = _started(exp)
+    running_copy = pickle.loads(pickle.dumps(rec))  # e.g. shipped to a Prefect task
+    running_copy.log_metrics(step=3, from_copy=1.0)
+    running_copy.end_run("FAILED")  # a copy never ends the run it did not start
+    assert exp.get_recorder(recorder_id=rec.id, create=False).status == "RUNNING"
     rec.end_run("FINISHED")
+    assert rec.list_metrics()["from_copy"] == 1.0
     again = exp.get_recorder(recorder_id=rec.id, create=False)
     assert again == rec and hash(again) == hash(rec) and isinstance(again, MLflowRecorder)
     clone = pickle.loads(pickle.dumps(again))
