@@ -308,6 +308,9 @@ class _WorkflowFlow(Flow):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         apply_env_defaults()
+        config = args[0] if args else kwargs.get("config")
+        if config is not None:
+            _load(config)  # config errors fail here, naming the YAML path, before any flow run is created
         with lean_prefect_settings():
             return super().__call__(*args, **kwargs)
 
