@@ -200,3 +200,14 @@ def test_expanding_variants_equal_rolling_over_whole_history(expr: str) -> None:
             w = (1 - 2 / (1 + len(x))) ** np.arange(len(x))[::-1]
             assert got[t, 0] == pytest.approx(np.nansum(w / w.sum() * x), rel=1e-6)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+def test_inf_is_nan_for_pandas_rolling_but_not_for_cython_kernels() -> None:
+    # x/Ref(x,1) is inf after a zero: pandas rolling (Sum, Max, IdxMax) skips it like NaN
+    ev = _ev(A=[1.0, 0.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0])
+    assert col(ev, "$x/Ref($x, 1)")[2] is None or np.isinf(ev.evaluate("$x/Ref($x, 1)")[2, 0])
+    assert col(ev, "Sum($x/Ref($x, 1), 2)")[2:4] == [0.0, 2.0]
+    assert col(ev, "Max($x/Ref($x, 1), 3)")[2:5] == [0.0, 2.0, 2.0]
+    assert col(ev, "IdxMax($x/Ref($x, 1), 3)")[2:5] == [1.0, 2.0, 1.0]  # inf -> NaN -> first NaN wins
+    # the Cython regression kernels see the inf
+    assert col(ev, "Slope($x/Ref($x, 1), 3)")[2] is None

@@ -328,7 +328,8 @@ class Evaluator:
                 p = self._eval(a, text)
                 args.append(self._masked(p, str(a), node.name not in _NATIVE_DTYPE) if positional else p)
         try:
-            out = spec.impl(_Ctx(self, node, text), *args)
+            with np.errstate(all="ignore"):  # NaN/inf arithmetic is expected (qlib: np.seterr(invalid="ignore"))
+                out = spec.impl(_Ctx(self, node, text), *args)
         except ExpressionError:
             raise
         except (ValueError, TypeError, IndexError) as e:
