@@ -318,8 +318,9 @@ class TopkDropoutStrategy(BaseSignalStrategy):
                     today = np.asarray(self.rng.choice(candi, n_new, replace=False), dtype=np.intp)
                 except ValueError:
                     today = candi
-            if n_last and len(today):
-                comb = np.sort(np.concatenate([last, today]))
+            if n_last and len(today):  # pd.Index.union sorts by code
+                key = self._codes.__getitem__
+                comb = np.array(sorted(np.concatenate([last, today]).tolist(), key=key), dtype=np.intp)
             else:
                 comb = last if n_last else today
             comb = comb[_argsort_desc(scores[comb])]
