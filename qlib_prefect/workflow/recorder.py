@@ -233,7 +233,8 @@ class MLflowRecorder(Recorder):
     def start_run(self) -> Any:
         """Create the MLflow run (or resume it when this recorder already has an id); returns the MLflow ``Run``."""
         client = self.client
-        if self.id is None:
+        resumed = self.id is not None
+        if not resumed:
             tags = lineage.run_tags(lineage.GitState(), self._config)
             run = retry_locked(
                 lambda: client.create_run(experiment_id=self.experiment_id, run_name=self.name, tags=tags)
@@ -256,7 +257,7 @@ class MLflowRecorder(Recorder):
         params = {k: v for k, v in lineage.run_params().items() if k not in existing_params}
         self._submit([("call", self._log_lineage, f"run {self.id}: logging code lineage")])
         self.log_params(**params)
-        if self._config is not None and self.id is not None and existing_params:
+        if self._config is not None and resumed:
             self.set_tags(**{lineage.CONFIG_HASH_TAG: lineage.config_hash(self._config)})
         return run
 
