@@ -324,6 +324,53 @@ def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
     }
 
 
+#: DatasetH.prepare / handler.fetch / get_cols calls beyond the stored views ({"slice": [a, b]} means slice(a, b)).
+API_PROBES = [
+    {"case": "alpha158", "call": "prepare", "args": ["test"], "kwargs": {"col_set": "feature"}},
+    {"case": "alpha158", "call": "prepare", "args": ["train"], "kwargs": {"col_set": "__all", "data_key": "learn"}},
+    {"case": "alpha158", "call": "prepare", "args": ["valid"], "kwargs": {"col_set": "label", "data_key": "raw"}},
+    {"case": "alpha158", "call": "prepare", "args": [["2020-05-01", "2020-05-15"]], "kwargs": {"col_set": "__raw"}},
+    {"case": "alpha158", "call": "prepare", "args": [{"slice": ["2020-08-29", None]}],
+     "kwargs": {"col_set": ["label"], "data_key": "learn"}},
+    {"case": "alpha158", "call": "prepare", "args": [["train", "test"]], "kwargs": {"col_set": "label"}},
+    {"case": "alpha158", "call": "fetch", "args": ["2020-05-04"], "kwargs": {"col_set": "label", "squeeze": True}},
+    {"case": "alpha158", "call": "fetch", "args": [["2020-05-01", "2020-05-08"]],
+     "kwargs": {"col_set": ["label"], "data_key": "learn"}},
+    {"case": "alpha158", "call": "fetch", "args": ["S07"],
+     "kwargs": {"level": "instrument", "col_set": "label", "data_key": "raw"}},
+    {"case": "alpha158", "call": "fetch", "args": [], "kwargs": {"col_set": "feature", "data_key": "raw"}},
+    {"case": "alpha158", "call": "get_cols", "args": ["label"], "kwargs": {}},
+    {"case": "alpha158_procs_a", "call": "get_cols", "args": [], "kwargs": {"col_set": "feature"}},
+    {"case": "alpha158_procs_a", "call": "get_cols", "args": [], "kwargs": {"col_set": "__all", "data_key": "raw"}},
+    {"case": "alpha360", "call": "prepare", "args": ["valid"], "kwargs": {"col_set": "feature", "data_key": "learn"}},
+]
+
+
+def probe_args(spec: dict) -> tuple[list, dict]:
+    conv = [slice(*a["slice"]) if isinstance(a, dict) else a for a in spec["args"]]
+    return conv, dict(spec["kwargs"])
+
+
+def summarize(obj: object) -> dict:
+    """A compact, comparable description of a prepare/fetch/get_cols result (same code in the test)."""
+
+    def key(i: object) -> str:
+        parts = i if isinstance(i, tuple) else (i,)
+        return "|".join(pd.Timestamp(e).strftime("%Y-%m-%d") if isinstance(e, (pd.Timestamp, np.datetime64))
+                        else str(e) for e in parts)
+
+    if isinstance(obj, list):
+        return {"type": "list", "items": [key(c) for c in obj]}
+    if isinstance(obj, pd.Series):
+        cols, vals = [str(obj.name)], obj.to_numpy("float64", na_value=np.nan)
+    else:
+        cols, vals = [key(c) for c in obj.columns], obj.to_numpy("float64", na_value=np.nan)
+    idx = obj.index
+    return {"type": type(obj).__name__, "shape": list(obj.shape), "index_names": [str(n) for n in idx.names],
+            "columns": cols, "index_head": [key(i) for i in idx[:3]], "index_tail": [key(i) for i in idx[-3:]],
+            "nansum": float(np.nansum(vals[np.isfinite(vals)])), "n_nan": int(np.isnan(vals).sum())}
+
+
 def _alpha158_names() -> list[str]:
     names = ["KMID", "KLEN", "KMID2", "KUP", "KUP2", "KLOW", "KLOW2", "KSFT", "KSFT2", "OPEN0", "HIGH0", "LOW0",
              "VWAP0"]
@@ -354,11 +401,12 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run_qlib(out: Path, cases: dict[str, dict], only: list[str] | None) -> dict[str, dict]:
+def run_qlib(out: Path, cases: dict[str, dict], only: list[str] | None) -> tuple[dict[str, dict], list[dict]]:
     import qlib
     from qlib.utils import init_instance_by_config
 
     current = None
+    datasets: dict[str, object] = {}
     stored: dict[str, pd.DataFrame] = {}  # "<case>.<view>" -> full frame (fully stored views only)
     seen: dict[str, pd.DataFrame] = {}  # every view computed so far
     meta: dict[str, dict] = {}
@@ -370,6 +418,7 @@ def run_qlib(out: Path, cases: dict[str, dict], only: list[str] | None) -> dict[
             qlib.init(provider_uri=str(out / provider), region="us", kernels=1)
             current = provider
         ds = init_instance_by_config(json.loads(json.dumps(cfg)))
+        datasets[name] = ds
         meta[name] = {}
         for view in ("raw", "infer", "learn"):
             parts = ds.prepare(["train", "valid", "test"], col_set=["feature", "label"], data_key=view)
@@ -406,7 +455,20 @@ def run_qlib(out: Path, cases: dict[str, dict], only: list[str] | None) -> dict[
             meta[name][view] = info
             print(f"{key}: {df.shape} " + (f"same_as {same}" if same else f"features_ref {ref}" if ref else "stored"),
                   flush=True)
-    return meta
+    probes = []
+    for spec in API_PROBES:
+        if spec["case"] not in datasets:
+            continue
+        ds = datasets[spec["case"]]
+        args, kwargs = probe_args(spec)
+        target = ds if spec["call"] == "prepare" else ds.handler
+        res = getattr(target, spec["call"])(*args, **kwargs)
+        if isinstance(res, list) and res and isinstance(res[0], pd.DataFrame):
+            out_s = [summarize(r) for r in res]
+        else:
+            out_s = summarize(res)
+        probes.append({**spec, "expected": out_s})
+    return meta, probes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["qlib_version"] = qlib.__version__
         doc["generated_utc"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
         doc["command"] = "MLFLOW_ALLOW_FILE_STORE=true /work/qlib-venv/bin/python tools/make_handler_goldens.py"
-        doc["views"] = run_qlib(out, cases, a.cases)
+        doc["views"], doc["api_probes"] = run_qlib(out, cases, a.cases)
         if a.cases:
             old = json.loads((out / "configs.json").read_text()) if (out / "configs.json").exists() else {}
             doc["views"] = {**old.get("views", {}), **doc["views"]}

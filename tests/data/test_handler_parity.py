@@ -279,6 +279,54 @@ def test_handler_matches_qlib(case: str, view: str) -> None:
     assert rep.ok, str(rep)
 
 
+# ----------------------------------------------------------------------------------------------- API probes
+
+
+def summarize(obj: object) -> dict:
+    """Compact description of a prepare/fetch/get_cols result (the same code as tools/make_handler_goldens.py)."""
+
+    def key(i: object) -> str:
+        parts = i if isinstance(i, tuple) else (i,)
+        return "|".join(pd.Timestamp(e).strftime("%Y-%m-%d") if isinstance(e, (pd.Timestamp, np.datetime64))
+                        else str(e) for e in parts)
+
+    if isinstance(obj, list):
+        return {"type": "list", "items": [key(c) for c in obj]}
+    if isinstance(obj, pd.Series):
+        cols, vals = [str(obj.name)], obj.to_numpy("float64", na_value=np.nan)
+    else:
+        cols, vals = [key(c) for c in obj.columns], obj.to_numpy("float64", na_value=np.nan)
+    idx = obj.index
+    return {"type": type(obj).__name__, "shape": list(obj.shape), "index_names": [str(n) for n in idx.names],
+            "columns": cols, "index_head": [key(i) for i in idx[:3]], "index_tail": [key(i) for i in idx[-3:]],
+            "nansum": float(np.nansum(vals[np.isfinite(vals)])), "n_nan": int(np.isnan(vals).sum())}
+
+
+PROBES = META.get("api_probes", [])
+
+
+def _probe_id(p: dict) -> str:
+    return f"{p['case']}.{p['call']}({json.dumps(p['args'])[1:-1]}, {json.dumps(p['kwargs'])[1:-1]})"
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=[_probe_id(p) for p in PROBES])
+def test_prepare_fetch_api_matches_qlib(probe: dict) -> None:
+    """DatasetH.prepare / handler.fetch / get_cols selectors, col_sets, squeeze, as qlib returns them."""
+    ds = build_case(probe["case"])
+    args = [slice(*a["slice"]) if isinstance(a, dict) else a for a in probe["args"]]
+    target = ds if probe["call"] == "prepare" else ds.handler
+    res = getattr(target, probe["call"])(*args, **probe["kwargs"])
+    got = [summarize(r) for r in res] if isinstance(res, list) and res and isinstance(res[0], pd.DataFrame) \
+        else summarize(res)
+    exp = probe["expected"]
+    for g, e in zip(got if isinstance(got, list) else [got], exp if isinstance(exp, list) else [exp]):
+        assert {k: v for k, v in g.items() if k != "nansum"} == {k: v for k, v in e.items() if k != "nansum"}, \
+            f"{_probe_id(probe)}: ours {g} vs qlib {e}"
+        if "nansum" in e:
+            assert g["nansum"] == pytest.approx(e["nansum"], rel=1e-6, abs=1e-9), _probe_id(probe)
+    assert type(got) is type(exp) and (not isinstance(got, list) or len(got) == len(exp))
+
+
 def main(argv: list[str]) -> int:
     sel = argv or [c for c in META["cases"]]
     ok = True
