@@ -137,9 +137,9 @@ def rolling_var(x: np.ndarray, n: int, *, std: bool = False) -> np.ndarray:
     if t_len == 0:
         return a.copy()
     w = _window(n, t_len)
-    cnt = bn.move_sum((~np.isnan(a)).astype(np.float64), w, min_count=1, axis=0)
-    v = bn.move_var(a, w, min_count=1, axis=0, ddof=1)
-    v[~(cnt >= 2)] = np.nan
+    v = bn.move_var(a, w, min_count=min(2, w), axis=0, ddof=1)  # NaN with fewer than 2 values
+    if w == 1:
+        v[:] = np.nan
     res = np.sqrt(np.maximum(v, 0.0)) if std else v
     return _pandas_fallback(a, res, n, "std" if std else "var")
 
