@@ -167,6 +167,14 @@ def configs(cal: pd.DatetimeIndex) -> list[dict]:
             strategy={"topk": 10, "n_drop": 3}),
         cfg("limit_expr", exchange_kwargs={"limit_threshold": ["$change >= 0.05", "$change <= -0.05"]},
             strategy={"topk": 10, "n_drop": 3}),
+        # risk_degree 1: the last buys lack the cost -> qlib's cash-limit clipping (cost-ratio branch)
+        cfg("cash_limit_us", region="us", exchange_kwargs={"limit_threshold": None, "impact_cost": 0.05},
+            strategy={"topk": 10, "n_drop": 3, "risk_degree": 1.0}),
+        # small cash below the critical price min_cost/ratio + min_cost -> (cash - min_cost) / price branch
+        cfg("cash_limit_min_cost", region="us", account=3e4, exchange_kwargs={"limit_threshold": None, "min_cost": 50},
+            strategy={"topk": 4, "n_drop": 2, "risk_degree": 1.0}),
+        # min cost above position values: sells rejected for cash, buys rejected when cash < min cost
+        cfg("huge_min_cost", account=1e5, exchange_kwargs={"min_cost": 2e4}, strategy={"topk": 3, "n_drop": 1}),
     ]
 
 
