@@ -307,10 +307,11 @@ def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
                 "config": {"feature": [OPS_EXPRS, [f"F{i:02d}" for i in range(len(OPS_EXPRS))]],
                            "label": [[label_expr], ["LABEL0"]]}}}}}, seg158),
         # An explicit instrument list (no membership spans: rows wherever data exists), incl. S22 (not in mkt),
-        # S23 (no data), S05 (mkt span ends early), S07 (two mkt spans), S13 (data shorter than its span).
+        # S23 (no data), S05 (mkt span ends early), S07 (two mkt spans), S13 (data shorter than its span);
+        # handler dates that are not trading days / beyond the calendar.
         "ops_list": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
             "instruments": ["S03", "S04", "S05", "S07", "S13", "S22", "S23"],
-            "start_time": h158["start_time"], "end_time": h158["end_time"],
+            "start_time": "2020-03-14", "end_time": "2020-12-31",  # a Saturday; past the calendar end
             "data_loader": {"class": "QlibDataLoader", "module_path": "qlib.data.dataset.loader", "kwargs": {
                 "config": {"feature": [["$close", "Mean($close, 5)", "Ref($close, -2)", "$close/Ref($close, 1) - 1"],
                                        ["CLOSE", "MA5", "FWD2", "RET1"]],
