@@ -136,6 +136,21 @@ class MLflowRecorder(Recorder):
             self.end_time = _fmt_ms(info.end_time)
             self._artifact_uri = info.artifact_uri
 
+    @classmethod
+    def from_run_id(cls, run_id: str, uri: str | None = None, *, async_logging: bool = True) -> MLflowRecorder:
+        """The recorder of an existing run (e.g. a run id passed to a Prefect task in another process).
+        ``uri=None`` -> the default store (``$QLIB_PREFECT_MLFLOW_URI`` or ``./mlruns/mlflow.db``)."""
+        from mlflow.exceptions import MlflowException
+
+        from qlib_prefect.workflow._store import resolve_uri
+
+        uri = resolve_uri(uri)
+        try:
+            run = retry_locked(lambda: get_client(uri).get_run(run_id))
+        except MlflowException as e:
+            raise RecorderError(f"no MLflow run {run_id!r} at {uri}") from e
+        return cls(run.info.experiment_id, uri, mlflow_run=run, async_logging=async_logging)
+
     # ---- identity --------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         return f"{type(self).__name__}(info={self.info}, uri={self.uri}, artifact_uri={self.artifact_uri})"

@@ -205,6 +205,10 @@ def test_recorder_equality_and_pickle(exp):
     assert rec.list_metrics()["from_copy"] == 1.0
     again = exp.get_recorder(recorder_id=rec.id, create=False)
     assert again == rec and hash(again) == hash(rec) and isinstance(again, MLflowRecorder)
+    by_id = MLflowRecorder.from_run_id(rec.id, exp.uri)
+    assert by_id == rec and by_id.status == "FINISHED" and by_id.name == rec.name
+    with pytest.raises(RecorderError, match="no MLflow run"):
+        MLflowRecorder.from_run_id("f" * 32, exp.uri)
     clone = pickle.loads(pickle.dumps(again))
     assert clone.id == rec.id and clone.list_params() == rec.list_params()
 
