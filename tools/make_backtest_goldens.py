@@ -174,7 +174,7 @@ def configs(cal: pd.DatetimeIndex) -> list[dict]:
         cfg("cash_limit_min_cost", region="us", account=3e4, exchange_kwargs={"limit_threshold": None, "min_cost": 50},
             strategy={"topk": 4, "n_drop": 2, "risk_degree": 1.0}),
         # min cost above position values: sells rejected for cash, buys rejected when cash < min cost
-        cfg("huge_min_cost", account=1e5, exchange_kwargs={"min_cost": 2e4}, strategy={"topk": 3, "n_drop": 1}),
+        cfg("huge_min_cost", account=3e4, exchange_kwargs={"min_cost": 2e4}, strategy={"topk": 3, "n_drop": 1}),
     ]
 
 
