@@ -58,6 +58,15 @@ class _Ctx:
             aux[key] = compute()
         return aux[key]
 
+    def siblings(self) -> list[Op]:
+        """Other nodes of the current batch with this operator and the same first two arguments."""
+        me = self.node
+        return [
+            o
+            for o in self.ev._batch.values()
+            if isinstance(o, Op) and o.name == me.name and o.args[:2] == me.args[:2] and o is not me
+        ]
+
     def rolling_std(self, i: int, n: int) -> np.ndarray:
         """pandas ``rolling(n, min_periods=1).std()`` of the i-th argument (memoised as ``Std(arg,n)``)."""
         return self.ev._eval(_std_node(self.node.args[i], n), self.text).values
@@ -78,6 +87,19 @@ def _deps(node: Expression) -> list[Expression]:
         if isinstance(n, Const) and isinstance(n.value, (int, float)) and n.value != 0:
             deps += [_std_node(a, int(n.value)) for a in node.args[: 1 if node.name == "Rsquare" else 2]]
     return deps
+
+
+def _collect(nodes: Sequence[Expression]) -> dict[str, Expression]:
+    """Every distinct sub-expression (incl. implicit dependencies) of ``nodes`` by canonical key."""
+    out: dict[str, Expression] = {}
+    stack = list(nodes)
+    while stack:
+        nd = stack.pop()
+        k = str(nd)
+        if k not in out:
+            out[k] = nd
+            stack.extend(_deps(nd))
+    return out
 
 
 class Evaluator:
@@ -113,6 +135,7 @@ class Evaluator:
         self._keep: set[str] = set()
         self._aux: dict[str, Any] = {}
         self._prep_cache: OrderedDict[str, Panel] = OrderedDict()
+        self._batch: dict[str, Expression] = {}
         avail = None
         if hasattr(provider, "fields"):
             try:
@@ -130,11 +153,13 @@ class Evaluator:
         """The (T x N) float32 panel of ``expr`` (NaN outside each instrument's stored span)."""
         node = parse(expr)
         text = expr if isinstance(expr, str) else str(node)
+        self._batch = _collect([node])
         try:
             return self._finish(self._eval(node, text))
         finally:
             self._aux.clear()
             self._prep_cache.clear()
+            self._batch = {}
             self._trim()
 
     def evaluate_many(self, exprs: Sequence[str | Expression]) -> list[np.ndarray]:
@@ -158,6 +183,7 @@ class Evaluator:
             refs[str(nd)] = refs.get(str(nd), 0) + 1
         self._keep = set(self._memo)
         self._refs = refs
+        self._batch = _collect(nodes)
         try:
             outs = []
             for nd, text in zip(nodes, texts):
@@ -167,6 +193,7 @@ class Evaluator:
             self._refs = None
             self._aux.clear()
             self._prep_cache.clear()
+            self._batch = {}
         self._trim()
         return outs
 

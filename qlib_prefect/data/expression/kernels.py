@@ -27,6 +27,7 @@ __all__ = [
     "regression_sums",
     "rolling_corr_cov",
     "rolling_pandas",
+    "rolling_quantiles",
     "rolling_stat",
     "rolling_var",
     "shift",
@@ -68,12 +69,53 @@ def _frame(x: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(_prep(x), copy=False)
 
 
+#: pandas rolling functions whose state is just the multiset of values in the window (skiplist or a
+#: count): evaluating all instruments in one long series separated by ``n - 1`` NaN is bit-identical
+_STATELESS = frozenset({"quantile", "rank", "median", "count"})
+
+
 def rolling_pandas(x: np.ndarray, n: int, func: str, *args: float) -> np.ndarray:
     """``DataFrame.rolling(n, min_periods=1).<func>(*args)`` on the panel (exact pandas numerics)."""
-    r = _frame(x).rolling(int(n), min_periods=1)
+    a = _prep(x)
+    t_len, n_inst = a.shape
+    if func in _STATELESS and t_len and n_inst > 1:
+        sep = max(int(n) - 1, 0)
+        buf = np.full((t_len + sep, n_inst), np.nan, order="F")
+        buf[sep:] = a  # NaN gap before each instrument: no window spans two instruments
+        r = pd.Series(buf.ravel(order="F"), copy=False).rolling(int(n), min_periods=1)
+        res = r.rank(pct=True) if func == "rank" else getattr(r, func)(*args)
+        return np.asfortranarray(res.to_numpy().reshape(buf.shape, order="F")[sep:])
+    r = pd.DataFrame(a, copy=False).rolling(int(n), min_periods=1)
     if func == "rank":
         return r.rank(pct=True).to_numpy()
     return getattr(r, func)(*args).to_numpy()
+
+
+def rolling_quantiles(x: np.ndarray, n: int, qs: list[float], chunk: int = 64) -> dict[float, np.ndarray]:
+    """pandas ``rolling(n, min_periods=1).quantile(q)`` (linear) for several ``q`` from one sort of the
+    windows. Quantiles involve no accumulation, so this is bit-identical to pandas' skiplist:
+    ``v[i] + (v[i+1] - v[i]) * (q (m-1) - i)`` over the ``m`` sorted non-NaN values, ``i = int(q (m-1))``."""
+    a = _prep(x)
+    t_len, n_inst = a.shape
+    w = _window(n, t_len) if t_len else 1
+    outs = {q: np.empty((t_len, n_inst), order="F") for q in qs}
+    padded = np.full((t_len + w - 1, n_inst), np.nan, order="F")
+    padded[w - 1 :] = a
+    for c0 in range(0, n_inst, chunk):
+        sub = np.ascontiguousarray(padded[:, c0 : c0 + chunk].T)  # (c, T + w - 1)
+        win = np.lib.stride_tricks.sliding_window_view(sub, w, axis=1)  # (c, T, w)
+        srt = np.sort(win, axis=-1)  # NaN last
+        m = w - np.isnan(srt).sum(axis=-1)
+        for q, out in outs.items():
+            idxf = q * (m - 1)
+            idx = np.clip(idxf.astype(np.int64), 0, w - 1)
+            lo = np.take_along_axis(srt, idx[..., None], -1)[..., 0]
+            hi = np.take_along_axis(srt, np.minimum(idx + 1, w - 1)[..., None], -1)[..., 0]
+            with np.errstate(invalid="ignore"):
+                r = np.where(idx == idxf, lo, lo + (hi - lo) * (idxf - idx))
+            r[m == 0] = np.nan
+            out[:, c0 : c0 + chunk] = r.T
+    return outs
 
 
 #: below ``SUSPECT * max|x|`` (per instrument) a bottleneck result may differ from pandas' by more than

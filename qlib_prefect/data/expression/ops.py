@@ -290,7 +290,13 @@ def _rank(ctx: Any, x: Panel, n: float | int) -> Panel:
 def _quantile(ctx: Any, x: Panel, n: float | int, q: float) -> Panel:
     n = _int_window(ctx, "Quantile", n)
     v = x.values
-    return _like(x, K.expanding(v, "quantile", q) if n == 0 else K.rolling_pandas(v, n, "quantile", q))
+    if n == 0:
+        return _like(x, K.expanding(v, "quantile", q))
+    # all quantiles of the same (x, n) in this batch (Alpha158: 0.8 and 0.2) come from one sort
+    qs = sorted({float(q), *(float(s.args[2].value) for s in ctx.siblings())})
+    res = ctx.shared("quantile", n, lambda: K.rolling_quantiles(v, n, qs))
+    out = res.get(float(q))
+    return _like(x, out if out is not None else K.rolling_quantiles(v, n, [float(q)])[float(q)])
 
 
 def _idx(argmax: bool) -> Callable[..., Panel]:
