@@ -211,3 +211,20 @@ def test_inf_is_nan_for_pandas_rolling_but_not_for_cython_kernels() -> None:
     assert col(ev, "IdxMax($x/Ref($x, 1), 3)")[2:5] == [1.0, 2.0, 1.0]  # inf -> NaN -> first NaN wins
     # the Cython regression kernels see the inf
     assert col(ev, "Slope($x/Ref($x, 1), 3)")[2] is None
+
+
+def test_quantiles_and_rank_bit_identical_to_pandas_with_nan_and_ties() -> None:
+    rng = np.random.default_rng(3)
+    vals = np.round(rng.normal(10, 2, (60, 4)), 0)
+    vals[rng.random(vals.shape) < 0.15] = np.nan
+    idx = pd.bdate_range("2021-01-04", periods=60)
+    codes = ["A", "B", "C", "D"]
+    ev = Evaluator(MemoryProvider({"x": pd.DataFrame(vals, index=idx, columns=codes)}), codes)
+    got = ev.evaluate_many(["Quantile($x, 7, 0.8)", "Quantile($x, 7, 0.2)", "Rank($x, 7)", "Med($x, 7)"])
+    p = MemoryProvider({"x": pd.DataFrame(vals, index=idx, columns=codes)})
+    span = np.arange(60)[:, None] >= np.array([p._span[c][0] for c in codes])[None, :]
+    r = pd.DataFrame(np.where(span, vals, np.nan)).rolling(7, min_periods=1)
+    want = [r.quantile(0.8), r.quantile(0.2), r.rank(pct=True), r.median()]
+    for g, w in zip(got, want):
+        w = np.where(span & (np.arange(60)[:, None] <= 59), w.to_numpy(), np.nan).astype(np.float32)
+        np.testing.assert_array_equal(g, w)
