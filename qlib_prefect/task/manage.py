@@ -1,0 +1,648 @@
+"""A MongoDB task pool (qlib's ``qlib/workflow/task/manage.py``) with worker leases.
+
+Each task is one document of a collection (the *task pool*)::
+
+    {"_id": ObjectId, "def": <pickled task dict>, "filter": <task dict as BSON, for dedupe / queries>,
+     "status": "waiting" | "running" | "done" | "part_done", "res": <pickled result>, "priority": int,
+     "lease": {"worker": "host:pid:xxxx", "token": "...", "deadline": datetime, "from": "waiting"}}
+
+Everything but ``lease`` is qlib's document encoding, so a pool can be shared with qlib's ``TaskManager``.
+
+Beyond qlib:
+
+* **Leases.** :meth:`TaskManager.fetch_task` sets ``status=running`` and a lease (worker id, deadline, the status
+  it came from) in the same atomic ``find_one_and_update``. :meth:`TaskManager.safe_fetch_task` (and so
+  :func:`run_task`) renews the deadline from a heartbeat thread every ``lease_seconds / 3``. Every fetch (and
+  ``task_stat`` / ``wait``) first returns running tasks whose lease has expired to the status they came from, so a
+  killed worker never strands work (qlib leaves it ``running`` forever). Commit / return only touch a task while
+  the caller still holds its lease: a worker that lost its lease cannot overwrite the new owner's result.
+  Deadlines come from the workers' clocks (keep them NTP-synchronised); ``lease_seconds=0`` disables leases.
+* **Safe decoding.** ``def*`` / ``res*`` fields are unpickled with an allow-list unpickler (containers, datetime,
+  pathlib, decimal, uuid, numpy / pandas data types, our recorders). Anything else raises
+  :class:`UnsafePickleError` naming the class; :func:`add_safe_class` extends the list.
+
+Connection: ``C["mongo"] = {"task_url", "task_db_name"}`` (``qlib_prefect.init(mongo={...})``), else the
+``QLIB_PREFECT_MONGO_URL`` / ``QLIB_PREFECT_MONGO_DB`` environment variables, else
+``mongodb://localhost:27017/`` and ``default_task_db``. Optional keys: ``lease_seconds`` (default 60) and
+``server_selection_timeout_ms`` (default 10000).
+
+Example:
+    >>> tm = TaskManager("rolling_pool")  # doctest: +SKIP
+    >>> ids = tm.create_task(tasks)  # doctest: +SKIP
+    >>> run_task(task_train, "rolling_pool", experiment_name="rolling")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import io
+import logging
+import os
+import pickle
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from qlib_prefect.config.runtime import C
+from qlib_prefect.errors import ConfigError, LoadObjectError, QlibPrefectError
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "TaskManager",
+    "TaskPoolError",
+    "UnsafePickleError",
+    "add_safe_class",
+    "get_mongodb",
+    "mongo_config",
+    "run_task",
+    "safe_loads",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS = 60.0
+_DEFAULT_URL = "mongodb://localhost:27017/"
+_DEFAULT_DB = "default_task_db"
+
+
+class TaskPoolError(QlibPrefectError, RuntimeError):
+    """The task pool cannot be reached or a task is not where it should be (names the pool / id / URL)."""
+
+
+class UnsafePickleError(LoadObjectError, pickle.UnpicklingError):
+    """A pickled task definition or result refers to a class outside the allow-list."""
+
+
+# ---- allow-list unpickler -------------------------------------------------------------------------------------------
+_SAFE_GLOBALS: set[tuple[str, str]] = {
+    *(("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int",
+                                "float", "complex", "bool", "range", "slice", "object")),
+    *(("__builtin__", n) for n in ("set", "frozenset", "bytearray", "complex", "slice", "xrange", "list",
+                                   "object")),
+    ("copyreg", "_reconstructor"),
+    ("copy_reg", "_reconstructor"),
+    ("_codecs", "encode"),
+    *(("collections", n) for n in ("OrderedDict", "defaultdict", "Counter", "deque")),
+    *(("datetime", n) for n in ("datetime", "date", "time", "timedelta", "timezone")),
+    *(("pathlib", n) for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")),
+    ("decimal", "Decimal"),
+    ("uuid", "UUID"),
+    ("bson.objectid", "ObjectId"),
+    # numpy (2.x and 1.x module names)
+    *((m, n) for m in ("numpy._core.multiarray", "numpy.core.multiarray") for n in ("_reconstruct", "scalar")),
+    *((m, "_frombuffer") for m in ("numpy._core.numeric", "numpy.core.numeric")),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    # pandas reconstruction helpers
+    ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+    ("pandas._libs.internals", "_unpickle_block"),
+    ("pandas._libs.tslibs.nattype", "_nat_unpickle"),
+    ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
+    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+    ("pandas.core.indexes.base", "_new_Index"),
+    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+    ("pandas.core.indexes.period", "_new_PeriodIndex"),
+    ("pandas.core.indexes.multi", "_new_multi_index"),
+    ("pandas._libs.sparse", "BlockIndex"),
+    # pyarrow buffers behind pandas' default string dtype
+    ("pyarrow.lib", "_restore_array"),
+    ("pyarrow.lib", "py_buffer"),
+    ("pyarrow.lib", "type_for_alias"),
+    # our recorders (TrainerRM stores them as results)
+    ("qlib_prefect.workflow.recorder", "MLflowRecorder"),
+    ("qlib_prefect.workflow.recorder", "Recorder"),
+}
+#: modules whose *classes* (not functions) are data containers: any class found there is allowed.
+_SAFE_CLASS_MODULES: tuple[str, ...] = (
+    "pandas",
+    "pandas.arrays",
+    "pandas.core.frame",
+    "pandas.core.series",
+    "pandas.core.indexes.",
+    "pandas.core.arrays.",
+    "pandas.core.dtypes.dtypes",
+    "pandas.core.internals.",
+    "pandas._libs.tslibs.",
+    "pandas._libs.interval",
+    "numpy.dtypes",
+)
+
+
+def add_safe_class(module: str | type, name: str | None = None) -> None:
+    """Allow ``module.name`` (or the class ``module``) in pickled task definitions and results.
+
+    Only add classes you trust: unpickling may call them with data from the pool.
+
+    Example:
+        >>> add_safe_class("my_package.models", "MyResult")  # doctest: +SKIP
+        >>> add_safe_class(MyResult)  # doctest: +SKIP
+    """
+    if isinstance(module, type):
+        module, name = module.__module__, module.__qualname__
+    if not name or not isinstance(module, str):
+        raise ConfigError(f"add_safe_class: give a class, or a module and a name (got {module!r}, {name!r})")
+    _SAFE_GLOBALS.add((module, name))
+
+
+def _in_safe_module(module: str) -> bool:
+    return any(module == m or (m.endswith(".") and module.startswith(m)) for m in _SAFE_CLASS_MODULES)
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        if "." not in name and _in_safe_module(module):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        if module == "numpy" and "." not in name:  # numpy scalar types (np.float64, ...), never np.memmap & co
+            import numpy as np
+
+            obj = getattr(np, name, None)
+            if isinstance(obj, type) and (issubclass(obj, np.generic) or issubclass(obj, np.dtype)):
+                return obj
+        raise UnsafePickleError(
+            f"refusing to unpickle {module}.{name}: not in the task pool's allow-list. If you trust it, call "
+            f"qlib_prefect.task.manage.add_safe_class({module!r}, {name!r}) before reading the pool"
+        )
+
+
+def safe_loads(data: bytes, *, where: str = "pickle") -> Any:
+    """``pickle.loads`` restricted to the allow-list (see :func:`add_safe_class`)."""
+    try:
+        return _AllowListUnpickler(io.BytesIO(bytes(data))).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{where}: {e}") from None
+
+
+# ---- connection ----------------------------------------------------------------------------------------------------
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def mongo_config() -> dict[str, Any]:
+    """The effective MongoDB settings: ``C["mongo"]`` values, the environment where C keeps qlib's defaults."""
+    from qlib_prefect.config.settings import get_settings
+
+    cfg = dict(C.get("mongo") or {})
+    env = get_settings()
+    url = cfg.get("task_url")
+    db = cfg.get("task_db_name")
+    out = dict(cfg)
+    out["task_url"] = env.mongo_url if url in (None, "", _DEFAULT_URL) else url
+    out["task_db_name"] = env.mongo_db if db in (None, "", _DEFAULT_DB) else db
+    out["lease_seconds"] = float(cfg.get("lease_seconds", DEFAULT_LEASE_SECONDS) or 0.0)
+    out["server_selection_timeout_ms"] = int(cfg.get("server_selection_timeout_ms", 10000))
+    return out
+
+
+def _client(url: str, timeout_ms: int) -> Any:
+    import pymongo
+
+    key = (url, timeout_ms, os.getpid())  # a MongoClient must not cross a fork
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, connect=False)
+            _clients[key] = client
+        return client
+
+
+def get_mongodb() -> Any:
+    """The task database (``pymongo.database.Database``) of :func:`mongo_config` (clients are cached)."""
+    cfg = mongo_config()
+    return _client(cfg["task_url"], cfg["server_selection_timeout_ms"])[cfg["task_db_name"]]
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _oid(value: Any, where: str) -> Any:
+    from bson.objectid import ObjectId
+
+    if isinstance(value, ObjectId):
+        return value
+    try:
+        return ObjectId(value)
+    except Exception as e:  # InvalidId / TypeError
+        raise ConfigError(f"{where}: {value!r} is not a task _id (24 hex digits)") from e
+
+
+def _short(obj: Any, limit: int = 300) -> str:
+    s = repr(obj)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+class _Heartbeat:
+    """Renews one task's lease every ``interval`` seconds in a daemon thread until stopped or the lease is lost."""
+
+    def __init__(self, tm: TaskManager, task: dict) -> None:
+        self.tm = tm
+        self.task = task
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{task['_id']}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = max(self.tm.lease_seconds / 3.0, 0.05)
+        while not self._stop.wait(interval):
+            try:
+                if not self.tm.renew_lease(self.task):
+                    self.lost = True
+                    logger.warning("task %s: lease lost (reclaimed by another worker)", self.task["_id"])
+                    return
+            except Exception as e:  # network hiccup: try again at the next tick
+                logger.warning("task %s: lease renewal failed: %s", self.task["_id"], e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+class TaskManager:
+    """One task pool (a MongoDB collection) with qlib's API, plus worker leases.
+
+    Args:
+        task_pool: collection name.
+        lease_seconds: lease length of fetched tasks (``None``: ``C["mongo"]["lease_seconds"]``, default 60;
+            ``0`` disables leases: a fetched task stays running until committed or returned, as in qlib).
+        worker_id: name written into the leases (default ``host:pid:random``).
+    """
+
+    STATUS_WAITING = "waiting"
+    STATUS_RUNNING = "running"
+    STATUS_DONE = "done"
+    STATUS_PART_DONE = "part_done"
+
+    ENCODE_FIELDS_PREFIX = ["def", "res"]
+
+    def __init__(self, task_pool: str, *, lease_seconds: float | None = None, worker_id: str | None = None) -> None:
+        if not isinstance(task_pool, str) or not task_pool:
+            raise ConfigError(f"TaskManager: task_pool must be a non-empty collection name, got {task_pool!r}")
+        self.pool_name = task_pool
+        self.lease_seconds = float(mongo_config()["lease_seconds"] if lease_seconds is None else lease_seconds)
+        if self.lease_seconds < 0:
+            raise ConfigError(f"TaskManager({task_pool!r}): lease_seconds must be >= 0, got {lease_seconds}")
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._collection: Any = None
+
+    @property
+    def task_pool(self) -> Any:
+        """The ``pymongo`` collection (connected lazily)."""
+        if self._collection is None:
+            self._collection = get_mongodb()[self.pool_name]
+        return self._collection
+
+    @staticmethod
+    def list() -> list:
+        """Names of every task pool (collection) of the database."""
+        return _wrap_errors(lambda: get_mongodb().list_collection_names(), "list")
+
+    def __str__(self) -> str:
+        return f"TaskManager({self.pool_name})"
+
+    __repr__ = __str__
+
+    # ---- encoding ----------------------------------------------------------------------------------------------
+    def _dumps(self, obj: Any) -> Any:
+        from bson.binary import Binary
+
+        return Binary(pickle.dumps(obj, protocol=C.get("dump_protocol_version", 4)))
+
+    def _encode_task(self, task: dict) -> dict:
+        for k in list(task):
+            if any(k.startswith(p) for p in self.ENCODE_FIELDS_PREFIX):
+                task[k] = self._dumps(task[k])
+        return task
+
+    def _decode_task(self, task: dict) -> dict:
+        for k in list(task):
+            if any(k.startswith(p) for p in self.ENCODE_FIELDS_PREFIX) and isinstance(task[k], (bytes, bytearray)):
+                task[k] = safe_loads(task[k], where=f"task pool {self.pool_name!r}, task {task.get('_id')}, {k!r}")
+        return task
+
+    @staticmethod
+    def _dict_to_str(flt: dict) -> dict:
+        return {k: str(v) for k, v in flt.items()}
+
+    def _decode_query(self, query: dict | None) -> dict:
+        """A copy of ``query`` with ``_id`` strings (also under ``$in``/``$nin``/``$eq``/``$ne``) as ObjectIds."""
+        query = copy.deepcopy(dict(query or {}))
+        if "_id" in query:
+            where = f"task pool {self.pool_name!r} query _id"
+            v = query["_id"]
+            if isinstance(v, dict):
+                query["_id"] = {op: ([_oid(i, where) for i in x] if isinstance(x, (list, tuple)) else _oid(x, where))
+                                for op, x in v.items()}
+            else:
+                query["_id"] = _oid(v, where)
+        return query
+
+    # ---- creation ----------------------------------------------------------------------------------------------
+    def insert_task(self, task: dict) -> Any:
+        """Insert an encoded task document (the filter is stringified if it is not BSON-encodable)."""
+        from bson.errors import InvalidDocument
+
+        try:
+            return self.task_pool.insert_one(task)
+        except InvalidDocument:
+            task["filter"] = self._dict_to_str(task["filter"])
+            return self.task_pool.insert_one(task)
+
+    def insert_task_def(self, task_def: dict) -> Any:
+        """Insert ``task_def`` as a new waiting task."""
+        task = self._encode_task({"def": task_def, "filter": task_def, "status": self.STATUS_WAITING})
+        return self.insert_task(task)
+
+    def replace_task(self, task: dict, new_task: dict) -> None:
+        """Replace the document of ``task`` by ``new_task`` (encoded)."""
+        from bson.errors import InvalidDocument
+
+        new_task = self._encode_task(dict(new_task))
+        query = {"_id": _oid(task["_id"], "replace_task")}
+        try:
+            self.task_pool.replace_one(query, new_task)
+        except InvalidDocument:
+            new_task["filter"] = self._dict_to_str(new_task["filter"])
+            self.task_pool.replace_one(query, new_task)
+
+    def create_task(self, task_def_l: list, dry_run: bool = False, print_nt: bool = False) -> list:
+        """Insert the tasks not yet in the pool; return every task's ``_id`` in order (``[]`` if ``dry_run``).
+
+        A task is already there when a document's ``filter`` equals the task as BSON (qlib's dedupe: key order and
+        types matter; tasks with non-BSON values are compared on their stringified top level).
+        """
+        from bson.errors import InvalidDocument
+
+        new_tasks, ids = [], []
+        for t in task_def_l:
+            try:
+                r = self.task_pool.find_one({"filter": t}, {"_id": 1})
+            except InvalidDocument:
+                r = self.task_pool.find_one({"filter": self._dict_to_str(t)}, {"_id": 1})
+            if r is None:
+                new_tasks.append(t)
+                ids.append(None if dry_run else self.insert_task_def(t).inserted_id)
+            else:
+                ids.append(r["_id"])
+        logger.info("task pool %s: Total Tasks: %d, New Tasks: %d", self.pool_name, len(task_def_l), len(new_tasks))
+        if print_nt:
+            for t in new_tasks:
+                print(t)
+        return [] if dry_run else ids
+
+    # ---- leases ------------------------------------------------------------------------------------------------
+    def _expired_query(self) -> dict:
+        return {"status": self.STATUS_RUNNING, "lease.deadline": {"$lt": _now()}}
+
+    def reclaim_expired(self) -> int:
+        """Return running tasks whose lease expired to the status they were fetched from; the number returned."""
+        n = 0
+        for doc in self.task_pool.find(self._expired_query(), {"lease": 1}):
+            lease = doc.get("lease") or {}
+            r = self.task_pool.update_one(
+                {"_id": doc["_id"], "status": self.STATUS_RUNNING, "lease.token": lease.get("token"),
+                 "lease.deadline": {"$lt": _now()}},
+                {"$set": {"status": lease.get("from") or self.STATUS_WAITING}, "$unset": {"lease": ""}},
+            )
+            if r.modified_count:
+                n += 1
+                logger.warning("task pool %s: task %s reclaimed (lease of %s expired at %s)", self.pool_name,
+                               doc["_id"], lease.get("worker"), lease.get("deadline"))
+        return n
+
+    def renew_lease(self, task: dict) -> bool:
+        """Push the lease deadline of a task fetched by this manager; ``False`` if the lease was lost."""
+        lease = task.get("lease")
+        if not lease:
+            return True
+        deadline = _now() + _dt.timedelta(seconds=self.lease_seconds)
+        r = self.task_pool.update_one(
+            {"_id": task["_id"], "status": self.STATUS_RUNNING, "lease.token": lease["token"]},
+            {"$set": {"lease.deadline": deadline}},
+        )
+        if r.matched_count:
+            lease["deadline"] = deadline
+        return bool(r.matched_count)
+
+    def _owned(self, task: dict) -> dict:
+        """The filter selecting ``task`` only while we hold its lease (if it has one)."""
+        flt: dict = {"_id": _oid(task["_id"], f"task pool {self.pool_name!r}")}
+        lease = task.get("lease")
+        if isinstance(lease, dict) and lease.get("token"):
+            flt["lease.token"] = lease["token"]
+        return flt
+
+    # ---- fetching ----------------------------------------------------------------------------------------------
+    def fetch_task(self, query: dict | None = None, status: str = STATUS_WAITING) -> dict | None:
+        """Atomically claim the highest-priority task in ``status`` matching ``query`` (``None`` if there is none).
+
+        The claimed task is ``running`` with a lease of ``lease_seconds``; keep it alive with
+        :meth:`renew_lease` (``safe_fetch_task`` and ``run_task`` do it for you).
+        """
+        import pymongo
+
+        self.reclaim_expired()
+        query = self._decode_query(query)
+        query["status"] = status
+        update: dict = {"$set": {"status": self.STATUS_RUNNING}}
+        if self.lease_seconds > 0:
+            update["$set"]["lease"] = {
+                "worker": self.worker_id, "token": uuid.uuid4().hex, "from": status,
+                "deadline": _now() + _dt.timedelta(seconds=self.lease_seconds),
+            }
+        # descending: documents without a priority come after those with one
+        task = self.task_pool.find_one_and_update(query, update, sort=[("priority", pymongo.DESCENDING)],
+                                                  return_document=pymongo.ReturnDocument.AFTER)
+        if task is None:
+            return None
+        try:
+            return self._decode_task(task)
+        except Exception:
+            self.return_task(task, status=status)  # an undecodable task must not stay claimed
+            raise
+
+    @contextmanager
+    def safe_fetch_task(self, query: dict | None = None, status: str = STATUS_WAITING) -> Iterator[dict | None]:
+        """Fetch a task and hold its lease (heartbeat) inside the block; on an error (or Ctrl-C) inside the block
+        the task goes back to ``status`` and the error is re-raised."""
+        task = self.fetch_task(query=query, status=status)
+        beat = _Heartbeat(self, task) if task is not None and task.get("lease") else None
+        try:
+            yield task
+        except (Exception, KeyboardInterrupt):
+            if beat is not None:
+                beat.stop()
+            if task is not None:
+                logger.info("Returning task %s before raising error", task["_id"])
+                self.return_task(task, status=status)
+            raise
+        finally:
+            if beat is not None:
+                beat.stop()
+
+    def task_fetcher_iter(self, query: dict | None = None) -> Iterator[dict]:
+        """Yield waiting tasks (each claimed while the consumer works on it) until none is left."""
+        while True:
+            with self.safe_fetch_task(query=query) as task:
+                if task is None:
+                    break
+                yield task
+
+    # ---- queries -----------------------------------------------------------------------------------------------
+    def query(self, query: dict | None = None, decode: bool = True) -> Iterator[dict]:
+        """Documents matching ``query`` (``_id`` strings accepted); ``decode=False`` leaves ``def``/``res`` pickled."""
+        for t in self.task_pool.find(self._decode_query(query)):
+            yield self._decode_task(t) if decode else t
+
+    def re_query(self, _id: Any) -> dict:
+        """The decoded document with this ``_id``."""
+        t = self.task_pool.find_one({"_id": _oid(_id, f"task pool {self.pool_name!r} re_query")})
+        if t is None:
+            raise TaskPoolError(f"task pool {self.pool_name!r}: no task with _id {_id}")
+        return self._decode_task(t)
+
+    def task_stat(self, query: dict | None = None) -> dict:
+        """``{status: count}`` of the matching tasks (expired leases are reclaimed first)."""
+        self.reclaim_expired()
+        stat: dict[str, int] = {}
+        for t in self.task_pool.find(self._decode_query(query), {"status": 1}):
+            stat[t["status"]] = stat.get(t["status"], 0) + 1
+        return stat
+
+    # ---- updates -----------------------------------------------------------------------------------------------
+    def commit_task_res(self, task: dict, res: Any, status: str = STATUS_DONE) -> bool:
+        """Store ``res`` and set ``status`` (default done); ``False`` (nothing written) if the lease was lost."""
+        status = self.STATUS_DONE if status is None else status
+        r = self.task_pool.update_one(
+            self._owned(task), {"$set": {"status": status, "res": self._dumps(res)}, "$unset": {"lease": ""}}
+        )
+        if not r.matched_count:
+            logger.warning("task pool %s: result of task %s discarded: its lease was lost to another worker",
+                           self.pool_name, task["_id"])
+        return bool(r.matched_count)
+
+    def return_task(self, task: dict, status: str = STATUS_WAITING) -> bool:
+        """Set the task back to ``status`` (default waiting) and drop its lease; ``False`` if the lease was lost."""
+        status = self.STATUS_WAITING if status is None else status
+        r = self.task_pool.update_one(self._owned(task), {"$set": {"status": status}, "$unset": {"lease": ""}})
+        return bool(r.matched_count)
+
+    def remove(self, query: dict | None = None) -> int:
+        """Delete the matching tasks (an empty query empties the pool); the number deleted."""
+        return self.task_pool.delete_many(self._decode_query(query)).deleted_count
+
+    def reset_status(self, query: dict | None, status: str) -> int:
+        """Set ``status`` on every matching task (leases dropped); the number changed."""
+        r = self.task_pool.update_many(self._decode_query(query), {"$set": {"status": status}, "$unset": {"lease": ""}})
+        logger.info("task pool %s: %d task(s) set to %s", self.pool_name, r.modified_count, status)
+        return r.modified_count
+
+    def reset_waiting(self, query: dict | None = None) -> int:
+        """Set running tasks (or those matching ``query``) back to waiting (qlib's manual recovery)."""
+        query = dict(query or {})
+        query.setdefault("status", self.STATUS_RUNNING)
+        return self.reset_status(query=query, status=self.STATUS_WAITING)
+
+    def prioritize(self, task: dict, priority: int) -> None:
+        """Set the task's priority (higher is fetched first)."""
+        self.task_pool.update_one({"_id": _oid(task["_id"], "prioritize")}, {"$set": {"priority": int(priority)}})
+
+    # ---- waiting -----------------------------------------------------------------------------------------------
+    def _get_undone_n(self, task_stat: dict) -> int:
+        return sum(task_stat.get(s, 0) for s in (self.STATUS_WAITING, self.STATUS_RUNNING, self.STATUS_PART_DONE))
+
+    def _get_total(self, task_stat: dict) -> int:
+        return sum(task_stat.values())
+
+    def wait(self, query: dict | None = None, *, poll_interval: float = 10.0, timeout: float | None = None) -> None:
+        """Block until no matching task is waiting, running or part_done, showing progress on stderr.
+
+        Args:
+            query: which tasks to wait for.
+            poll_interval: seconds between checks (qlib: 10).
+            timeout: give up after this many seconds with :class:`TimeoutError` (``None``: wait forever, as qlib).
+        """
+        stat = self.task_stat(query)
+        total, undone = self._get_total(stat), self._get_undone_n(stat)
+        if undone == 0:
+            return
+        logger.warning("Waiting for %d undone tasks of pool %s. Please make sure they are running.", undone,
+                       self.pool_name)
+        start = time.monotonic()
+        self._progress(total - undone, total)
+        while undone:
+            if timeout is not None and time.monotonic() - start >= timeout:
+                raise TimeoutError(f"task pool {self.pool_name!r}: {undone} task(s) still undone after {timeout} s")
+            time.sleep(poll_interval)
+            stat = self.task_stat(query)
+            total, undone = self._get_total(stat), self._get_undone_n(stat)
+            self._progress(total - undone, total)
+        print(file=sys.stderr)
+
+    def _progress(self, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        print(f"\r{self.pool_name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done", end="",
+              file=sys.stderr, flush=True)
+
+
+def _wrap_errors(fn: Callable[[], Any], what: str) -> Any:
+    import pymongo.errors
+
+    try:
+        return fn()
+    except pymongo.errors.ServerSelectionTimeoutError as e:
+        cfg = mongo_config()
+        raise TaskPoolError(f"{what}: cannot reach MongoDB at {cfg['task_url']} (database "
+                            f"{cfg['task_db_name']!r}): {e}") from None
+
+
+def run_task(
+    task_func: Callable[..., Any],
+    task_pool: str | TaskManager,
+    query: dict | None = None,
+    force_release: bool = False,
+    before_status: str = TaskManager.STATUS_WAITING,
+    after_status: str = TaskManager.STATUS_DONE,
+    **kwargs: Any,
+) -> bool:
+    """Fetch and run tasks of ``task_pool`` (a name or a :class:`TaskManager`) until none is left in
+    ``before_status``; whether any task ran.
+
+    ``task_func(param, **kwargs)`` gets ``task["def"]`` for waiting tasks and ``task["res"]`` for part_done tasks;
+    its return value is committed with ``after_status``. The task's lease is renewed while it runs; with
+    ``force_release`` it runs in a fresh subprocess (memory is released; needs picklable ``task_func``).
+    """
+    if before_status == TaskManager.STATUS_WAITING:
+        field = "def"
+    elif before_status == TaskManager.STATUS_PART_DONE:
+        field = "res"
+    else:
+        raise ValueError("The fetched task must be `STATUS_WAITING` or `STATUS_PART_DONE`!")
+    tm = task_pool if isinstance(task_pool, TaskManager) else TaskManager(task_pool)
+    func = task_func
+    if force_release:
+        from qlib_prefect.task.trainer import call_in_subproc
+
+        func = call_in_subproc(task_func, dict(C))
+    ever_run = False
+    while True:
+        with tm.safe_fetch_task(query=query, status=before_status) as task:
+            if task is None:
+                break
+            logger.info("task pool %s: running task %s: %s", tm.pool_name, task["_id"], _short(task.get("def")))
+            res = func(task[field], **kwargs)
+            tm.commit_task_res(task, res, status=after_status)
+            ever_run = True
+    return ever_run
