@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import pickle
+import subprocess
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +26,7 @@ from qlib_prefect.task.ens import (
 )
 
 INSTS = ["A", "B", "C", "D"]
+_ORACLE = os.environ.get("QLIB_ORACLE_PYTHON", "")
 
 
 def frame(dates: list[str], seed: int, col: str = "score", insts: list[str] = INSTS) -> pd.DataFrame:
@@ -160,3 +166,41 @@ def test_group_without_joblib_runs_sequentially(monkeypatch: pytest.MonkeyPatch)
     data = {("LGB", "r1"): frame(["2020-01-02"], 1), ("MLP", "r1"): frame(["2020-01-02"], 2)}
     out = RollingGroup()(data, n_jobs=4)
     pd.testing.assert_frame_equal(out[("MLP",)], data[("MLP", "r1")])
+
+
+_ORACLE_SCRIPT = textwrap.dedent("""
+    import pickle, sys
+    from qlib.model.ens.ensemble import AverageEnsemble, RollingEnsemble, SingleKeyEnsemble
+    from qlib.model.ens.group import RollingGroup
+    inp = pickle.load(open(sys.argv[1], "rb"))
+    out = {"rolling_group": RollingGroup()(inp["rolling"]), "average": AverageEnsemble()(inp["average"]),
+           "single": SingleKeyEnsemble()(inp["single"])}
+    pickle.dump(out, open(sys.argv[2], "wb"))
+""")
+
+
+@pytest.mark.qlib
+@pytest.mark.skipif(not _ORACLE or not Path(_ORACLE).exists(), reason="set QLIB_ORACLE_PYTHON to the real qlib venv")
+def test_same_results_as_real_qlib(tmp_path: Path) -> None:
+    """Opt-in: ``QLIB_ORACLE_PYTHON=/work/qlib-venv/bin/python pytest -m qlib tests/task/test_ens.py``."""
+    d = [f"2020-01-{i:02d}" for i in range(2, 10)]
+    rolling = {("LGB", "r2"): frame(d[3:6], 2), ("LGB", "r1"): frame(d[:4], 1), ("LGB", "r3"): frame(d[5:], 3),
+               ("MLP", "r1"): frame(d[:5], 4), ("MLP", "r2"): frame(d[4:], 5)}
+    c = frame(d, 8)
+    c.iloc[[1, 5, 6], 0] = np.nan
+    average = {"m1": {"r1": frame(d, 6), "r2": frame(d, 7) * 3 - 1}, "m2": c.iloc[:-3],
+               "m3": frame(d[:1], 9, insts=["A"])}
+    single = {"x": {"only": {"deep": 1}}, "y": {"a": 1, "b": {"c": 2}}}
+    (tmp_path / "in.pkl").write_bytes(pickle.dumps({"rolling": rolling, "average": average, "single": single}))
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    r = subprocess.run([_ORACLE, "-c", _ORACLE_SCRIPT, str(tmp_path / "in.pkl"), str(tmp_path / "out.pkl")],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    qlib_out = pickle.loads((tmp_path / "out.pkl").read_bytes())
+    ours = RollingGroup()(rolling)
+    assert list(ours) == list(qlib_out["rolling_group"])
+    for k in ours:
+        pd.testing.assert_frame_equal(ours[k], qlib_out["rolling_group"][k], check_exact=True)
+    pd.testing.assert_series_equal(AverageEnsemble()(average), qlib_out["average"], check_names=False,
+                                   rtol=1e-13, atol=1e-13)
+    assert SingleKeyEnsemble()(single) == qlib_out["single"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -314,3 +318,97 @@ def test_call_in_subproc(env: dict) -> None:
     assert rec.list_tags()[TrainerR.STATUS_KEY] == TrainerR.STATUS_END
     assert R.get_exp(experiment_name="subproc").get_recorder(recorder_id=rec.id).status == "FINISHED"
     pd.testing.assert_frame_equal(rec.load_object("pred.pkl"), env["recs"][0].load_object("pred.pkl"))
+
+
+_ORACLE = os.environ.get("QLIB_ORACLE_PYTHON", "")
+#: The same rolling pipeline for qlib (argv[1] == "qlib") and qlib-prefect: RollingGen(step=20) -> TrainerR ->
+#: RecorderCollector(rec_key_func=(model class, test segment), RollingGroup) + DelayTrainerR + AverageEnsemble.
+_PIPELINE = textwrap.dedent(r"""
+    import copy, pickle, sys, tempfile, time
+    from pathlib import Path
+    which, out, DATA, TASK = sys.argv[1], sys.argv[2], sys.argv[3], pickle.loads(Path(sys.argv[4]).read_bytes())
+    tmp = Path(tempfile.mkdtemp())
+    if which == "qlib":
+        import qlib
+        qlib.init(provider_uri=DATA, region="us", kernels=1, exp_manager={
+            "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+            "kwargs": {"uri": f"file:{tmp}/mlruns", "default_exp_name": "Experiment"}})
+        from qlib.model.ens.ensemble import AverageEnsemble
+        from qlib.model.ens.group import RollingGroup
+        from qlib.model.trainer import DelayTrainerR, TrainerR
+        from qlib.workflow.task.collect import RecorderCollector
+        from qlib.workflow.task.gen import RollingGen
+    else:
+        import qlib_prefect
+        qlib_prefect.init(provider_uri=DATA, region="us", exp_manager={
+            "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+            "kwargs": {"uri": f"sqlite:///{tmp}/mlflow.db", "default_exp_name": "Experiment"}})
+        from qlib_prefect.task.collect import RecorderCollector
+        from qlib_prefect.task.ens import AverageEnsemble, RollingGroup
+        from qlib_prefect.task.gen import RollingGen
+        from qlib_prefect.task.trainer import DelayTrainerR, TrainerR
+
+    def key(rec):
+        t = rec.load_object("task")
+        return t["model"]["class"], t["dataset"]["kwargs"]["segments"]["test"]
+
+    def artifacts(rec, path=None):
+        res = []
+        for f in rec.client.list_artifacts(rec.id, path):
+            res.append(f.path)
+            if f.is_dir:
+                res += artifacts(rec, f.path)
+        return sorted(res)
+
+    t0 = time.time()
+    tasks = RollingGen(step=20).generate(copy.deepcopy(TASK))
+    segments = copy.deepcopy([t["dataset"]["kwargs"]["segments"] for t in tasks])
+    handler_ends = [t["dataset"]["kwargs"]["handler"]["kwargs"]["end_time"] for t in tasks]
+    recs = TrainerR(experiment_name="roll")(tasks)
+    t_train = time.time() - t0
+    coll = RecorderCollector(experiment="roll", rec_key_func=key, process_list=RollingGroup(),
+                             artifacts_path={"pred": "pred.pkl", "ic": "sig_analysis/ic.pkl"})()
+    # fresh tasks: qlib's TrainerR filled the placeholders of `tasks` in place (a DelayTrainerR on them fails)
+    drecs = DelayTrainerR(experiment_name="delay")(RollingGen(step=20).generate(copy.deepcopy(TASK))[:1])
+    res = {"segments": segments, "handler_ends": handler_ends, "pred": coll["pred"], "ic": coll["ic"],
+           "artifacts": [a for a in artifacts(recs[0]) if not a.startswith("code_")],
+           "tags": [rec.list_tags().get("train_status") for rec in recs], "params": sorted(recs[0].list_params()),
+           "metrics": recs[0].list_metrics(), "delay_pred": drecs[0].load_object("pred.pkl"),
+           "delay_tag": drecs[0].list_tags().get("train_status"),
+           "avg": AverageEnsemble()({"a": recs[0].load_object("pred.pkl"), "b": recs[1].load_object("pred.pkl")}),
+           "t_train": t_train}
+    pickle.dump(res, open(out, "wb"))
+""")
+
+
+@pytest.mark.qlib
+@pytest.mark.skipif(not _ORACLE or not Path(_ORACLE).exists(), reason="set QLIB_ORACLE_PYTHON to the real qlib venv")
+def test_same_rolling_results_as_real_qlib(tmp_path: Path) -> None:
+    """Opt-in (~2 min): ``QLIB_ORACLE_PYTHON=/work/qlib-venv/bin/python pytest -m qlib tests/task/test_trainer.py``."""
+    script = tmp_path / "pipeline.py"
+    script.write_text(_PIPELINE)
+    (tmp_path / "task.pkl").write_bytes(pickle.dumps(TASK))
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    res = {}
+    for which, python in (("qlib", _ORACLE), ("ours", sys.executable)):
+        r = subprocess.run([python, str(script), which, str(tmp_path / f"{which}.pkl"), str(DATA),
+                            str(tmp_path / "task.pkl")], env=env,
+                           capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+        assert r.returncode == 0, f"{which}: {r.stderr[-3000:]}"
+        res[which] = pickle.loads((tmp_path / f"{which}.pkl").read_bytes())
+    q, o = res["qlib"], res["ours"]
+    for key in ("segments", "handler_ends", "artifacts", "tags", "params", "delay_tag"):
+        assert o[key] == q[key], key
+    assert sorted(o["metrics"]) == sorted(q["metrics"])
+    assert o["metrics"]["IC"] == pytest.approx(q["metrics"]["IC"], rel=1e-9)
+    assert list(o["pred"]) == list(q["pred"]) == [("LGBModel",)]
+    # same rows, same bits; only the datetime unit differs (ours ns, qlib us: a data-layer choice), hence
+    # check_index_type=False
+    exact = {"check_exact": True, "check_index_type": False}
+    pd.testing.assert_frame_equal(o["pred"][("LGBModel",)], q["pred"][("LGBModel",)], **exact)
+    pd.testing.assert_frame_equal(o["delay_pred"], q["delay_pred"], **exact)
+    assert list(o["ic"]) == list(q["ic"])
+    for k in q["ic"]:
+        pd.testing.assert_series_equal(o["ic"][k], q["ic"][k], rtol=1e-12, check_index_type=False)
+    pd.testing.assert_series_equal(o["avg"], q["avg"], check_names=False, rtol=1e-12, atol=1e-13,
+                                   check_index_type=False)
