@@ -316,6 +316,26 @@ def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
                 "config": {"feature": [["$close", "Mean($close, 5)", "Ref($close, -2)", "$close/Ref($close, 1) - 1"],
                                        ["CLOSE", "MA5", "FWD2", "RET1"]],
                            "label": [[label_expr], ["LABEL0"]]}}}}}, seg158),
+        # Plain DataHandlerLP with processors (no check_transform_proc: fit times given explicitly), shared
+        # processors, CSZScoreNorm over a list of groups; inf-producing expressions.
+        "ops_procs": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
+            "instruments": "mkt", "start_time": h158["start_time"], "end_time": h158["end_time"],
+            "data_loader": {"class": "QlibDataLoader", "module_path": "qlib.data.dataset.loader", "kwargs": {
+                "config": {"feature": [["$volume / Ref($volume, 1)", "Log($volume)", "$close / $open",
+                                        "Corr($close, $volume, 10)", "Rank($close, 10)", "$high / $close - 1"],
+                                       ["VRATIO", "LOGV", "CO", "CORR10", "RANK10", "HC"]],
+                           "label": [[label_expr], ["LABEL0"]]}}},
+            "shared_processors": [{"class": "ProcessInf", "kwargs": {}}],
+            "infer_processors": [
+                {"class": "ZScoreNorm", "kwargs": {"fit_start_time": h158["fit_start_time"],
+                                                   "fit_end_time": h158["fit_end_time"], "fields_group": "feature"}},
+                {"class": "CSZScoreNorm", "kwargs": {"fields_group": ["feature", "label"]}},
+                {"class": "Fillna", "kwargs": {"fill_value": 0}},
+            ],
+            "learn_processors": [{"class": "DropnaLabel"},
+                                 {"class": "CSRankNorm", "kwargs": {"fields_group": "label"}},
+                                 {"class": "TanhProcess", "kwargs": {}}],
+        }}, seg158),
         # Operators whose qlib result depends on the loaded window (N=0 expanding, Ref(x, 0), EMA).
         "ops_quirks": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
             "instruments": "all", "start_time": h158["start_time"], "end_time": h158["end_time"],
