@@ -84,8 +84,8 @@ QLIB_ALIASES: dict[str, str] = {
     "TaskManager": "qlib_prefect.task.manage",
     "TrainerR": "qlib_prefect.task.trainer",
     "DelayTrainerR": "qlib_prefect.task.trainer",
-    "TrainerRM": "qlib_prefect.task.trainer",
-    "DelayTrainerRM": "qlib_prefect.task.trainer",
+    "TrainerRM": "qlib_prefect.task.trainer_rm",
+    "DelayTrainerRM": "qlib_prefect.task.trainer_rm",
 }
 
 
