@@ -50,13 +50,28 @@ class _Ctx:
     def __init__(self, ev: Evaluator, node: Op, text: str) -> None:
         self.ev, self.node, self.text = ev, node, text
 
-    def shared(self, kind: str, n: int, compute: Any) -> Any:
-        """A by-product shared by sibling operators on the same first argument (kept for this batch)."""
+    def shared(self, kind: str, n: int, compute: Any, names: frozenset[str] | None = None) -> Any:
+        """A by-product shared by operators (``names``, default: this one) on the same first argument
+        and window ``n``; dropped once every such node of the current batch has fetched it."""
         key = f"{kind}:{self.node.args[0]}:{n}"
-        aux = self.ev._aux
+        aux, left = self.ev._aux, self.ev._aux_left
         if key not in aux:
             aux[key] = compute()
-        return aux[key]
+            names = names or frozenset({self.node.name})
+            left[key] = sum(
+                1
+                for o in self.ev._batch.values()
+                if isinstance(o, Op)
+                and o.name in names
+                and o.args[0] == self.node.args[0]
+                and (o.args[1] == self.node.args[1] or (kind == "idx" and o.args[1] != Const(0)))
+            )
+        val = aux[key]
+        left[key] = left.get(key, 1) - 1
+        if left[key] <= 0:
+            aux.pop(key, None)
+            left.pop(key, None)
+        return val
 
     def siblings(self) -> list[Op]:
         """Other nodes of the current batch with this operator and the same first two arguments."""
@@ -134,6 +149,7 @@ class Evaluator:
         self._refs: dict[str, int] | None = None
         self._keep: set[str] = set()
         self._aux: dict[str, Any] = {}
+        self._aux_left: dict[str, int] = {}
         self._prep_cache: OrderedDict[str, Panel] = OrderedDict()
         self._batch: dict[str, Expression] = {}
         avail = None
@@ -158,6 +174,7 @@ class Evaluator:
             return self._finish(self._eval(node, text))
         finally:
             self._aux.clear()
+            self._aux_left.clear()
             self._prep_cache.clear()
             self._batch = {}
             self._trim()
@@ -192,6 +209,7 @@ class Evaluator:
         finally:
             self._refs = None
             self._aux.clear()
+            self._aux_left.clear()
             self._prep_cache.clear()
             self._batch = {}
         self._trim()

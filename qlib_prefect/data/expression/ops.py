@@ -260,11 +260,14 @@ def _delta(ctx: Any, x: Panel, n: float | int) -> Panel:
     return _like(x, v - K.shift(v, n))
 
 
+_REGRESSION = frozenset({"Slope", "Resi", "Rsquare"})
+
+
 def _regression(kind: str) -> Callable[..., Panel]:
     def impl(ctx: Any, x: Panel, n: float | int) -> Panel:
         n = _int_window(ctx, kind.capitalize(), n)
         # Slope/Resi/Rsquare of the same (x, n) share one pass of the kernel's running sums
-        sums = ctx.shared("regression", n, lambda: K.regression_sums(x.values, n, x.start))
+        sums = ctx.shared("regression", n, lambda: K.regression_sums(x.values, n, x.start), _REGRESSION)
         out = K.regression(x.values, n, kind, x.start, sums=sums)
         if kind == "rsquare" and n > 0:
             std = ctx.rolling_std(0, n)
@@ -304,7 +307,7 @@ def _idx(argmax: bool) -> Callable[..., Panel]:
         n = _int_window(ctx, "IdxMax" if argmax else "IdxMin", n)
         if n == 0:
             return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax))
-        aux = ctx.shared("idx", 0, lambda: K.idx_aux(x.values))
+        aux = ctx.shared("idx", 0, lambda: K.idx_aux(x.values), frozenset({"IdxMax", "IdxMin"}))
         return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax, aux=aux))
 
     return impl
