@@ -32,7 +32,6 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from qlib_prefect.data import processor as processor_module
 from qlib_prefect.data.loader import DataLoader, StaticDataLoader
 from qlib_prefect.data.processor import Processor, accepts_fit_window
 from qlib_prefect.errors import ConfigError, DataError
@@ -714,6 +713,3 @@ class Alpha158vwap(Alpha158):
     def get_label_config(self) -> tuple[list[str], list[str]]:
         return ["Ref($vwap, -2)/Ref($vwap, -1) - 1"], ["LABEL0"]
 
-
-# keep the module importable as qlib's processor module alias
-_ = processor_module
