@@ -11,6 +11,7 @@ import contextvars
 import logging
 import os
 import shlex
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,19 @@ def _prefect_artifact(summary: dict[str, Any]) -> None:
         logger.warning("could not create the Prefect artifact: %s", e)
 
 
+def _prewarm(cfg: Any) -> None:
+    """Open the MLflow store (imports, schema check/creation) while Prefect starts its API server."""
+    try:
+        from qlib_prefect.workflow._store import get_client, resolve_uri, retry_locked
+
+        exp_manager = cfg.qlib_init.get("exp_manager") or {}
+        uri = resolve_uri((exp_manager.get("kwargs") or {}).get("uri") if isinstance(exp_manager, dict) else None)
+        client = get_client(uri)
+        retry_locked(lambda: client.search_experiments(max_results=1))
+    except Exception as e:  # the flow itself reports real problems
+        logger.debug("prewarm skipped: %s", e)
+
+
 class _WorkflowFlow(Flow):
     """A flow whose direct call applies the lean Prefect settings (heartbeats off, services off when local)."""
 
@@ -310,7 +324,8 @@ class _WorkflowFlow(Flow):
         apply_env_defaults()
         config = args[0] if args else kwargs.get("config")
         if config is not None:
-            _load(config)  # config errors fail here, naming the YAML path, before any flow run is created
+            cfg = _load(config)  # config errors fail here, naming the YAML path, before any flow run is created
+            threading.Thread(target=_prewarm, args=(cfg,), name="qlib-prefect-prewarm", daemon=True).start()
         with lean_prefect_settings():
             return super().__call__(*args, **kwargs)
 

@@ -1,0 +1,85 @@
+"""Cache behaviour across separate processes: ``qlib-prefect run`` twice on the same QLIB_PREFECT_HOME.
+
+The subprocesses talk to the session's Prefect test server (``PREFECT_API_URL``) so no ephemeral server is started
+per process; cache hits come from the result files under ``$QLIB_PREFECT_HOME``, as for users.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from orch_helpers import END, copy_data, env_for_subprocess, make_small_data, small_config
+
+pytestmark = [pytest.mark.slow]
+
+STAGES = ["dataset", "train", "record.0.SignalRecord", "record.1.SigAnaRecord", "record.2.PortAnaRecord"]
+CLI = [sys.executable, "-m", "qlib_prefect.cli.main"]
+
+
+def _write(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _run(cfg_path: Path, env: dict, tmp: Path, *extra: str) -> dict:
+    out = tmp / f"summary-{len(list(tmp.glob('summary-*')))}.json"
+    proc = subprocess.run([*CLI, "run", str(cfg_path), "--json", str(out), *extra], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "MLflow run id:" in proc.stdout and "mlflow ui --backend-store-uri" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def _states(summary: dict) -> dict[str, str]:
+    return {k: v["state"] for k, v in summary["stages"].items()}
+
+
+def test_rerun_strategy_change_and_refresh_across_processes(prefect_api, small_data, tmp_path) -> None:
+    env = env_for_subprocess(prefect_api, tmp_path / "home")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cfg = _write(tmp_path / "wf.yaml", small_config(small_data, uri))
+    first = _run(cfg, env, tmp_path)
+    assert _states(first) == dict.fromkeys(STAGES, "Completed")
+
+    plan = subprocess.run([*CLI, "run", str(cfg), "--plan"], env=env, capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    rows = [line.split() for line in plan.stdout.splitlines()[1:] if line.strip()]
+    assert [(r[0], r[1]) for r in rows] == [(s, "yes") for s in STAGES]
+
+    second = _run(cfg, env, tmp_path)
+    assert _states(second) == dict.fromkeys(STAGES, "Cached")
+    assert second["metrics"] == first["metrics"] and second["run_id"] != first["run_id"]
+
+    strat = _write(tmp_path / "wf_topk.yaml", small_config(small_data, uri, topk=7))
+    third = _run(strat, env, tmp_path)
+    assert _states(third) == {**dict.fromkeys(STAGES[:-1], "Cached"), STAGES[-1]: "Completed"}
+    assert third["metrics"]["IC"] == first["metrics"]["IC"]
+
+    forced = _run(cfg, env, tmp_path, "--refresh")
+    assert _states(forced) == dict.fromkeys(STAGES, "Completed")
+    assert forced["metrics"] == pytest.approx(first["metrics"])
+
+
+def test_appended_data_recomputes_everything(prefect_api, session_tmp, tmp_path) -> None:
+    from qlib_prefect.data.importer import import_frame
+    from qlib_prefect.data.sample import SAMPLE_BENCHMARK, load_sample_frame
+
+    data = copy_data(make_small_data(session_tmp / "orch_small_data_may", end="2017-05-31"), tmp_path / "data")
+    env = env_for_subprocess(prefect_api, tmp_path / "home")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cfg = _write(tmp_path / "wf.yaml", small_config(data, uri))
+    before = _run(cfg, env, tmp_path)
+    assert _states(_run(cfg, env, tmp_path)) == dict.fromkeys(STAGES, "Cached")
+
+    df = load_sample_frame()
+    codes = sorted(p.name.upper() for p in (data / "features").iterdir())
+    june = df[df["symbol"].isin([*codes, SAMPLE_BENCHMARK]) & (df["date"] > "2017-05-31") & (df["date"] <= END)]
+    import_frame(june, data, fields=["open", "high", "low", "close", "volume"], append=True, quality=False)
+    after = _run(cfg, env, tmp_path)
+    assert _states(after) == dict.fromkeys(STAGES, "Completed")
+    assert after["metrics"]["IC"] != before["metrics"]["IC"]
