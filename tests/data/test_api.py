@@ -26,7 +26,7 @@ def _golden_provider(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_calendar_slice_like_qlib() -> None:
     cal = D.calendar(start_time="2020-02-01", end_time="2020-03-01")
     assert [str(pd.Timestamp(d).date()) for d in cal] == META["calendar_slice"]
-    assert isinstance(cal, np.ndarray)
+    assert isinstance(cal, np.ndarray) and f"ndarray:{cal.dtype}" == META["calendar_type"]
     assert len(D.calendar()) == 180
 
 
