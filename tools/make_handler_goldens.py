@@ -417,8 +417,16 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """zstd + BYTE_STREAM_SPLIT for the float columns (dictionary encoding only for the index columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df)
+    floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
+    others = [f.name for f in table.schema if f.name not in floats]
     tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, compression="zstd", compression_level=19, use_byte_stream_split=True)
+    pq.write_table(table, tmp, compression="zstd", compression_level=19, use_dictionary=others or False,
+                   use_byte_stream_split=floats or False)
     os.replace(tmp, path)
 
 
