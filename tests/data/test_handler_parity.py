@@ -37,7 +37,7 @@ META = json.loads((GOLD / "configs.json").read_text())
 VIEWS = ("raw", "infer", "learn")
 SEGMENTS = ("train", "valid", "test")
 RTOL, ATOL_REL, MIN_SHARE = 1e-5, 1e-6, 0.9999
-MAX_GOLDEN_BYTES = 5 * 2**20
+MAX_GOLDEN_BYTES = 5_000_000
 
 
 # ----------------------------------------------------------------------------------------------- goldens
@@ -248,7 +248,7 @@ CASES = [(c, v) for c in META["cases"] for v in VIEWS]
 
 def test_goldens_are_complete_and_small() -> None:
     total = sum(f.stat().st_size for f in GOLD.rglob("*") if f.is_file())
-    assert total < MAX_GOLDEN_BYTES, f"goldens are {total / 2**20:.1f} MB"
+    assert total < MAX_GOLDEN_BYTES, f"goldens are {total / 1e6:.2f} MB"
     assert META["qlib_version"] == "0.9.7"
     for case, view in CASES:
         g = expected(f"{case}.{view}")
