@@ -402,6 +402,7 @@ WORKER = textwrap.dedent(
     from qlib_prefect.task.manage import TaskManager, run_task
 
     pool, lease, out, go = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+    out.with_suffix(".ready").touch()  # imports done
 
     def work(task_def, out):
         with open(out, "a") as f:
@@ -430,7 +431,10 @@ def test_claim_race_four_processes_every_task_done_once(pool: str, tmp_path: Pat
     tm = TaskManager(pool)
     ids = tm.create_task([{"i": i, "sleep": 0.01} for i in range(100)])
     workers = [start_worker(tmp_path, pool, 30.0, f"w{k}") for k in range(4)]
-    (tmp_path / "go").touch()
+    deadline = time.monotonic() + 120
+    while not all(out.with_suffix(".ready").exists() for _, out in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()  # all four start claiming together
     for proc, _ in workers:
         assert proc.wait(timeout=240) == 0
     runs = Counter(int(line) for _, out in workers if out.exists() for line in out.read_text().split())
@@ -463,3 +467,54 @@ def test_killed_worker_task_is_reclaimed_and_finished(pool: str, tmp_path: Path)
     assert finished
     done = rescuer.re_query(a)
     assert done["status"] == "done" and done["res"] == {"i": 7, "step": 1} and "lease" not in done
+
+
+# ---- interoperability with the real qlib (opt-in) -------------------------------------------------------------------
+_ORACLE = os.environ.get("QLIB_ORACLE_PYTHON", "")
+_QLIB_SIDE = textwrap.dedent(
+    """
+    import json, sys
+    import qlib
+    from qlib.workflow.task.manage import TaskManager
+    url, db, ours, theirs = sys.argv[1:5]
+    qlib.init(provider_uri="/nonexistent", mongo={"task_url": url, "task_db_name": db})
+    tm = TaskManager(ours)
+    out = {"stat": tm.task_stat(), "defs": sorted(t["def"]["i"] for t in tm.query())}
+    t = tm.fetch_task()  # qlib's fetch on our pool: priority respected
+    tm.commit_task_res(t, {"by": "qlib", "i": t["def"]["i"]})
+    out["fetched"] = t["def"]["i"]
+    q = TaskManager(theirs)
+    ids = q.create_task([{"i": i, "seg": ("2020-01-01", "2020-02-01")} for i in range(3)])
+    q.prioritize(q.re_query(ids[1]), 5)
+    out["ids"] = [str(i) for i in ids]
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.qlib
+@pytest.mark.skipif(not _ORACLE or not Path(_ORACLE).exists(), reason="set QLIB_ORACLE_PYTHON to the real qlib venv")
+def test_pools_are_shared_with_real_qlib(pool: str, mongo_url: str) -> None:
+    """Opt-in: ``QLIB_ORACLE_PYTHON=/work/qlib-venv/bin/python pytest -m qlib tests/task/test_manage.py``."""
+    import json
+
+    tm = TaskManager(pool)
+    ids = tm.create_task([{"i": 0}, {"i": 1}])
+    tm.prioritize(tm.re_query(ids[1]), 3)
+    theirs = f"{pool}_qlib"
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    r = subprocess.run([_ORACLE, "-c", _QLIB_SIDE, mongo_url, DB, pool, theirs], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    q = json.loads(r.stdout.strip().splitlines()[-1])
+    assert q["stat"] == {"waiting": 2} and q["defs"] == [0, 1] and q["fetched"] == 1
+    assert tm.re_query(ids[1])["res"] == {"by": "qlib", "i": 1} and tm.task_stat() == {"waiting": 1, "done": 1}
+    other = TaskManager(theirs)
+    try:
+        # same filter encoding: our create_task dedupes against qlib's documents
+        again = other.create_task([{"i": i, "seg": ("2020-01-01", "2020-02-01")} for i in range(3)])
+        assert [str(i) for i in again] == q["ids"]
+        order = [other.fetch_task()["def"] for _ in range(3)]
+        assert order[0]["i"] == 1 and order[0]["seg"] == ("2020-01-01", "2020-02-01")  # priority; def unpickled
+    finally:
+        other.task_pool.drop()
