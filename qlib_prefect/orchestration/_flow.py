@@ -24,7 +24,7 @@ from prefect.utilities.annotations import quote
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
-from qlib_prefect.orchestration._stages import RunContext, clear_memo, run_stage
+from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
 
 __all__ = ["SAMPLE_DIR_ENV", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
@@ -229,13 +229,14 @@ def _workflow(
             FLOW_RUN_TAG: flow_run_id, "hostname": _hostname(),
         })
         ctx = RunContext(task=task_cfg, plan=by_name, store_root=str(store.root),
-                         experiment_id=recorder.experiment_id)
+                         experiment_id=recorder.experiment_id, extra={"dataset_users": dataset_users(plan)})
         futures: dict[str, Any] = {}
         for spec in plan:
             stale = refresh or not store.exists(spec.store_stage, spec.key)
             t = _stage_task(spec, stale)
             futures[spec.name] = t.submit(quote(ctx), quote(spec), spec.key,
                                           wait_for=[futures[u] for u in spec.upstream])
+            futures[spec.name].add_done_callback(lambda _f, n=spec.name: release(ctx, n))
         failed: list[str] = []
         refs = []
         for spec in plan:

@@ -19,7 +19,7 @@ from qlib_prefect.orchestration._cache import RECORD_MODULE, StageSpec, resolve_
 from qlib_prefect.orchestration._recorder import StoreRecorder
 from qlib_prefect.orchestration._store import ContentStore
 
-__all__ = ["RunContext", "clear_memo", "run_stage"]
+__all__ = ["RunContext", "clear_memo", "dataset_users", "release", "run_stage"]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
@@ -92,6 +92,24 @@ def get_model(ctx: RunContext) -> Any:
     return _memo("model", spec.key, load)
 
 
+def release(ctx: RunContext, name: str) -> None:
+    """Stage ``name`` is done (run, cached or failed): drop the memoised dataset once no stage of this run still
+    needs it (keeps peak memory down)."""
+    users = ctx.extra.get("dataset_users")
+    if users is None:
+        return
+    with _MEMO_GUARD:
+        users.discard(name)
+        if not users:
+            for k in [k for k in _MEMO if k[0] == "dataset"]:
+                del _MEMO[k]
+
+
+def dataset_users(plan: list[StageSpec]) -> set[str]:
+    """Names of the stages that read the dataset object (train and records that take model/dataset)."""
+    return {s.name for s in plan if s.kind in ("dataset", "train") or s.needs_model}
+
+
 def _light_dataset(dataset: Any) -> Any:
     """A copy of ``dataset`` without its loaded frames (qlib saves ``dataset`` with ``dump_all=False``)."""
     ds = copy.copy(dataset)
@@ -123,7 +141,10 @@ def _accepts(fn: Any, name: str) -> bool:
 
 
 def _run_dataset(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> None:
+    from qlib_prefect.data.cache import wait_for_pending_writes
+
     dataset = get_dataset(ctx)
+    wait_for_pending_writes()  # the prepared data lives in the handler cache: the stage ends when it is written
     try:
         rec.save_objects(dataset=_light_dataset(dataset))
     except Exception as e:  # an unpicklable custom dataset: the run just lacks the ``dataset`` artifact
