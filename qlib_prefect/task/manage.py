@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import io
 import logging
 import os
@@ -241,6 +242,26 @@ def _short(obj: Any, limit: int = 300) -> str:
     return s if len(s) <= limit else s[:limit] + "..."
 
 
+def _unreachable(what: str, e: Exception) -> TaskPoolError:
+    cfg = mongo_config()
+    return TaskPoolError(f"{what}: cannot reach MongoDB at {cfg['task_url']} (database {cfg['task_db_name']!r}): {e}")
+
+
+def _reachable(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn pymongo's server-selection timeout into a :class:`TaskPoolError` naming the pool and the URL."""
+
+    @functools.wraps(method)
+    def wrapper(self: TaskManager, *args: Any, **kwargs: Any) -> Any:
+        import pymongo.errors
+
+        try:
+            return method(self, *args, **kwargs)
+        except pymongo.errors.ServerSelectionTimeoutError as e:
+            raise _unreachable(f"task pool {self.pool_name!r} {method.__name__}", e) from None
+
+    return wrapper
+
+
 class _Heartbeat:
     """Renews one task's lease every ``interval`` seconds in a daemon thread until stopped or the lease is lost."""
 
@@ -349,6 +370,7 @@ class TaskManager:
         return query
 
     # ---- creation ----------------------------------------------------------------------------------------------
+    @_reachable
     def insert_task(self, task: dict) -> Any:
         """Insert an encoded task document (the filter is stringified if it is not BSON-encodable)."""
         from bson.errors import InvalidDocument
@@ -359,11 +381,13 @@ class TaskManager:
             task["filter"] = self._dict_to_str(task["filter"])
             return self.task_pool.insert_one(task)
 
+    @_reachable
     def insert_task_def(self, task_def: dict) -> Any:
         """Insert ``task_def`` as a new waiting task."""
         task = self._encode_task({"def": task_def, "filter": task_def, "status": self.STATUS_WAITING})
         return self.insert_task(task)
 
+    @_reachable
     def replace_task(self, task: dict, new_task: dict) -> None:
         """Replace the document of ``task`` by ``new_task`` (encoded)."""
         from bson.errors import InvalidDocument
@@ -376,6 +400,7 @@ class TaskManager:
             new_task["filter"] = self._dict_to_str(new_task["filter"])
             self.task_pool.replace_one(query, new_task)
 
+    @_reachable
     def create_task(self, task_def_l: list, dry_run: bool = False, print_nt: bool = False) -> list:
         """Insert the tasks not yet in the pool; return every task's ``_id`` in order (``[]`` if ``dry_run``).
 
@@ -405,6 +430,7 @@ class TaskManager:
     def _expired_query(self) -> dict:
         return {"status": self.STATUS_RUNNING, "lease.deadline": {"$lt": _now()}}
 
+    @_reachable
     def reclaim_expired(self) -> int:
         """Return running tasks whose lease expired to the status they were fetched from; the number returned."""
         n = 0
@@ -444,6 +470,7 @@ class TaskManager:
         return flt
 
     # ---- fetching ----------------------------------------------------------------------------------------------
+    @_reachable
     def fetch_task(self, query: dict | None = None, status: str = STATUS_WAITING) -> dict | None:
         """Atomically claim the highest-priority task in ``status`` matching ``query`` (``None`` if there is none).
 
@@ -505,6 +532,7 @@ class TaskManager:
         for t in self.task_pool.find(self._decode_query(query)):
             yield self._decode_task(t) if decode else t
 
+    @_reachable
     def re_query(self, _id: Any) -> dict:
         """The decoded document with this ``_id``."""
         t = self.task_pool.find_one({"_id": _oid(_id, f"task pool {self.pool_name!r} re_query")})
@@ -512,6 +540,7 @@ class TaskManager:
             raise TaskPoolError(f"task pool {self.pool_name!r}: no task with _id {_id}")
         return self._decode_task(t)
 
+    @_reachable
     def task_stat(self, query: dict | None = None) -> dict:
         """``{status: count}`` of the matching tasks (expired leases are reclaimed first)."""
         self.reclaim_expired()
@@ -521,6 +550,7 @@ class TaskManager:
         return stat
 
     # ---- updates -----------------------------------------------------------------------------------------------
+    @_reachable
     def commit_task_res(self, task: dict, res: Any, status: str = STATUS_DONE) -> bool:
         """Store ``res`` and set ``status`` (default done); ``False`` (nothing written) if the lease was lost."""
         status = self.STATUS_DONE if status is None else status
@@ -532,16 +562,19 @@ class TaskManager:
                            self.pool_name, task["_id"])
         return bool(r.matched_count)
 
+    @_reachable
     def return_task(self, task: dict, status: str = STATUS_WAITING) -> bool:
         """Set the task back to ``status`` (default waiting) and drop its lease; ``False`` if the lease was lost."""
         status = self.STATUS_WAITING if status is None else status
         r = self.task_pool.update_one(self._owned(task), {"$set": {"status": status}, "$unset": {"lease": ""}})
         return bool(r.matched_count)
 
+    @_reachable
     def remove(self, query: dict | None = None) -> int:
         """Delete the matching tasks (an empty query empties the pool); the number deleted."""
         return self.task_pool.delete_many(self._decode_query(query)).deleted_count
 
+    @_reachable
     def reset_status(self, query: dict | None, status: str) -> int:
         """Set ``status`` on every matching task (leases dropped); the number changed."""
         r = self.task_pool.update_many(self._decode_query(query), {"$set": {"status": status}, "$unset": {"lease": ""}})
@@ -554,6 +587,7 @@ class TaskManager:
         query.setdefault("status", self.STATUS_RUNNING)
         return self.reset_status(query=query, status=self.STATUS_WAITING)
 
+    @_reachable
     def prioritize(self, task: dict, priority: int) -> None:
         """Set the task's priority (higher is fetched first)."""
         self.task_pool.update_one({"_id": _oid(task["_id"], "prioritize")}, {"$set": {"priority": int(priority)}})
@@ -603,9 +637,7 @@ def _wrap_errors(fn: Callable[[], Any], what: str) -> Any:
     try:
         return fn()
     except pymongo.errors.ServerSelectionTimeoutError as e:
-        cfg = mongo_config()
-        raise TaskPoolError(f"{what}: cannot reach MongoDB at {cfg['task_url']} (database "
-                            f"{cfg['task_db_name']!r}): {e}") from None
+        raise _unreachable(what, e) from None
 
 
 def run_task(

@@ -119,6 +119,8 @@ def test_unreachable_server_names_the_url(monkeypatch: pytest.MonkeyPatch) -> No
                                      "server_selection_timeout_ms": 200})
     with pytest.raises(TaskPoolError, match=re.escape("cannot reach MongoDB at mongodb://127.0.0.1:9/")):
         TaskManager.list()
+    with pytest.raises(TaskPoolError, match=re.escape("task pool 'p' create_task: cannot reach MongoDB at mongodb://")):
+        TaskManager("p").create_task([{"a": 1}])
 
 
 # ---- encoding and creation ------------------------------------------------------------------------------------------
