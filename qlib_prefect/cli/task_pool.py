@@ -68,7 +68,7 @@ def _doc_json(doc: dict) -> str:
         if k in doc:
             out[k] = doc[k]
     for k, v in doc.items():
-        if k not in out and k != "filter":
+        if k not in out and k not in ("filter", "filter_key"):
             out[k] = f"<pickled, {len(v)} bytes>" if isinstance(v, (bytes, bytearray)) else v
     return json.dumps(out, default=str, ensure_ascii=False)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import functools
+import hashlib
 import io
 import logging
 import os
@@ -316,6 +317,7 @@ class TaskManager:
             raise ConfigError(f"TaskManager({task_pool!r}): lease_seconds must be >= 0, got {lease_seconds}")
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._collection: Any = None
+        self._indexed = False
 
     @property
     def task_pool(self) -> Any:
@@ -370,16 +372,32 @@ class TaskManager:
         return query
 
     # ---- creation ----------------------------------------------------------------------------------------------
+    def _with_key(self, task: dict) -> dict:
+        """Stringify a non-BSON filter (qlib) and add ``filter_key``, the hash of the filter's BSON bytes."""
+        import bson
+        from bson.errors import InvalidDocument
+
+        if "filter" in task:
+            try:
+                encoded = bson.encode({"f": task["filter"]})
+            except InvalidDocument:
+                task["filter"] = self._dict_to_str(task["filter"])
+                encoded = bson.encode({"f": task["filter"]})
+            task["filter_key"] = hashlib.sha256(encoded).hexdigest()
+        return task
+
+    def _ensure_index(self) -> None:
+        """A unique index on ``filter_key`` (documents written by qlib have none): concurrent ``create_task`` calls
+        cannot insert the same task twice."""
+        if not self._indexed:
+            self.task_pool.create_index("filter_key", unique=True,
+                                        partialFilterExpression={"filter_key": {"$exists": True}})
+            self._indexed = True
+
     @_reachable
     def insert_task(self, task: dict) -> Any:
         """Insert an encoded task document (the filter is stringified if it is not BSON-encodable)."""
-        from bson.errors import InvalidDocument
-
-        try:
-            return self.task_pool.insert_one(task)
-        except InvalidDocument:
-            task["filter"] = self._dict_to_str(task["filter"])
-            return self.task_pool.insert_one(task)
+        return self.task_pool.insert_one(self._with_key(task))
 
     @_reachable
     def insert_task_def(self, task_def: dict) -> Any:
@@ -390,34 +408,42 @@ class TaskManager:
     @_reachable
     def replace_task(self, task: dict, new_task: dict) -> None:
         """Replace the document of ``task`` by ``new_task`` (encoded)."""
+        new_task = self._with_key(self._encode_task(dict(new_task)))
+        self.task_pool.replace_one({"_id": _oid(task["_id"], "replace_task")}, new_task)
+
+    def _find_by_filter(self, t: dict) -> Any:
         from bson.errors import InvalidDocument
 
-        new_task = self._encode_task(dict(new_task))
-        query = {"_id": _oid(task["_id"], "replace_task")}
         try:
-            self.task_pool.replace_one(query, new_task)
+            return self.task_pool.find_one({"filter": t}, {"_id": 1})
         except InvalidDocument:
-            new_task["filter"] = self._dict_to_str(new_task["filter"])
-            self.task_pool.replace_one(query, new_task)
+            return self.task_pool.find_one({"filter": self._dict_to_str(t)}, {"_id": 1})
 
     @_reachable
     def create_task(self, task_def_l: list, dry_run: bool = False, print_nt: bool = False) -> list:
         """Insert the tasks not yet in the pool; return every task's ``_id`` in order (``[]`` if ``dry_run``).
 
         A task is already there when a document's ``filter`` equals the task as BSON (qlib's dedupe: key order and
-        types matter; tasks with non-BSON values are compared on their stringified top level).
+        types matter; tasks with non-BSON values are compared on their stringified top level). Unlike qlib, two
+        processes creating the same task at the same time get one document (unique ``filter_key`` index).
         """
-        from bson.errors import InvalidDocument
+        from pymongo.errors import DuplicateKeyError
 
+        if not dry_run:
+            self._ensure_index()
         new_tasks, ids = [], []
         for t in task_def_l:
-            try:
-                r = self.task_pool.find_one({"filter": t}, {"_id": 1})
-            except InvalidDocument:
-                r = self.task_pool.find_one({"filter": self._dict_to_str(t)}, {"_id": 1})
+            r = self._find_by_filter(t)
+            if r is None and not dry_run:
+                try:
+                    ids.append(self.insert_task_def(t).inserted_id)
+                    new_tasks.append(t)
+                    continue
+                except DuplicateKeyError:  # inserted by another process since the lookup
+                    r = self._find_by_filter(t)
             if r is None:
                 new_tasks.append(t)
-                ids.append(None if dry_run else self.insert_task_def(t).inserted_id)
+                ids.append(None)
             else:
                 ids.append(r["_id"])
         logger.info("task pool %s: Total Tasks: %d, New Tasks: %d", self.pool_name, len(task_def_l), len(new_tasks))

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+import pymongo.errors
 import pytest
 from mongo_server import mongo_server
 
@@ -144,6 +145,30 @@ def test_document_encoding_and_dedupe(pool: str, capsys: pytest.CaptureFixture) 
     assert tm.re_query(str(doc3["_id"]))["def"] == t3
     # dedupe is exact BSON equality: another key order is another task (as in qlib)
     assert tm.create_task([{"n": 2, "model": {"class": "Linear"}}])[0] != id2
+
+
+def test_concurrent_create_task_inserts_each_task_once(pool: str) -> None:
+    tasks = [{"i": i, "seg": ("2020-01-01", "2020-06-30")} for i in range(30)]
+    barrier = threading.Barrier(4)
+    results: list[list] = []
+
+    def create() -> None:
+        tm = TaskManager(pool)
+        tm.task_pool.find_one()  # connect before the barrier
+        barrier.wait()
+        results.append(tm.create_task(tasks))
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(results) == 4 and all(r == results[0] for r in results)
+    tm = TaskManager(pool)
+    assert tm.task_pool.count_documents({}) == 30 and len(set(results[0])) == 30
+    assert tm.task_pool.find_one()["filter_key"]  # the unique key behind it
+    with pytest.raises(pymongo.errors.DuplicateKeyError):
+        tm.insert_task_def(tasks[0])
 
 
 def test_insert_and_replace_task(pool: str) -> None:
