@@ -24,6 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ from qlib_prefect.data.storage import (
 )
 from qlib_prefect.errors import DataFormatError
 
-__all__ = ["LocalProvider", "fingerprint_dir"]
+__all__ = ["LocalProvider", "fingerprint_dir", "fingerprint_until"]
 
 
 class LocalProvider:
@@ -174,9 +175,16 @@ class LocalProvider:
             end[j] = s + m - 1
         return FieldData(values, start, end)
 
-    def fingerprint(self) -> str:
-        """Short hex digest of all calendar, instrument and feature file contents."""
-        return fingerprint_dir(self.path)
+    def fingerprint(self, until: Any = None) -> str:
+        """Short hex digest of all calendar, instrument and feature file contents.
+
+        ``until`` (a date): digest of only what a computation reading dates ``<= until`` sees (the calendar
+        prefix, instrument spans clipped to it, each feature file's values up to it); unchanged when data is
+        appended after ``until`` (see :func:`fingerprint_until`).
+        """
+        if until is None:
+            return fingerprint_dir(self.path)
+        return fingerprint_until(self.path, until, freq=self.freq)
 
 
 # ---------------------------------------------------------------------------------------------- fingerprint
@@ -261,3 +269,62 @@ def fingerprint_dir(path: str | Path) -> str:
                 pass
     return total.hexdigest()[:16]
 
+
+
+_PREFIX_HASHES: dict[tuple, str] = {}
+
+
+def fingerprint_until(path: str | Path, until: Any, *, freq: str = "day") -> str:
+    """A 16-hex-digit fingerprint of the part of a qlib data directory dated ``<= until``.
+
+    Covers the normal calendar's dates up to ``until``, every market's instrument spans that start by
+    ``until`` (ends clipped to it) and, per feature file starting by ``until``, its name, start index and the
+    values up to ``until``. Appending dates (calendar, values, instrument ends) after ``until`` or adding an
+    instrument whose data starts after it leaves the digest unchanged; any change at or before ``until``
+    changes it. Per-file prefix hashes are reused while a file's ``(size, mtime_ns, inode)`` is unchanged.
+    """
+    root = str(Path(path).expanduser().resolve())
+    if not os.path.isdir(root):
+        raise DataFormatError(f"{root}: data directory not found")
+    try:
+        t = pd.Timestamp(until)
+    except (TypeError, ValueError):
+        raise DataFormatError(f"fingerprint(until={until!r}): not a date") from None
+    cal = read_calendar(root, freq, False)
+    n = int(cal.searchsorted(t, side="right"))  # number of calendar dates <= until
+    total = hashlib.blake2b(digest_size=16)
+    total.update(f"until-v1\n{freq}\n".encode())
+    total.update("\n".join(d.strftime("%Y-%m-%d %H:%M:%S") for d in cal[:n]).encode())
+    total.update(b"\n#instruments\n")
+    for market in list_markets(root):
+        spans = read_instruments(root, market)
+        rows = []
+        for code in sorted(spans):
+            for a, b in spans[code]:
+                a, b = pd.Timestamp(a), pd.Timestamp(b)
+                if a <= t:
+                    rows.append(f"{code}\t{a:%Y-%m-%d}\t{min(b, t):%Y-%m-%d}")
+        total.update(f"{market}\n".encode())
+        total.update("\n".join(rows).encode())
+        total.update(b"\n")
+    total.update(b"#features\n")
+    suffix = f".{freq}.bin"
+    for rel, st in _scan(root):
+        if not (rel.startswith("features/") and rel.endswith(suffix)):
+            continue
+        ck = (root, rel, st.st_size, st.st_mtime_ns, st.st_ino, n)
+        h = _PREFIX_HASHES.get(ck)
+        if h is None:
+            with open(os.path.join(root, rel), "rb") as fp:
+                head = fp.read(4)
+                if len(head) < 4:
+                    h = ""
+                else:
+                    s = decode_bin(os.path.join(root, rel), head, None)[0]
+                    need = n - s  # values of dates s .. n-1
+                    h = "" if need <= 0 else hashlib.blake2b(head + fp.read(4 * need), digest_size=16).hexdigest()
+            with _MLOCK:
+                _PREFIX_HASHES[ck] = h
+        if h:
+            total.update(f"{rel}\0{h}\n".encode())
+    return total.hexdigest()[:16]
