@@ -27,9 +27,16 @@ def server_executable() -> str:
     bindir = Path(sys.executable).parent
     exe = shutil.which("secantusd-py", path=str(bindir)) or shutil.which("secantusd-py")
     if exe is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "secantusdb"], check=True,
-                       stdout=subprocess.DEVNULL)
-        exe = shutil.which("secantusd-py", path=str(bindir)) or shutil.which("secantusd-py")
+        import fcntl
+
+        # xdist workers may get here together: one pip install at a time
+        with open(Path(tempfile.gettempdir()) / "qlib-prefect-secantusdb-install.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            exe = shutil.which("secantusd-py", path=str(bindir))
+            if exe is None:
+                subprocess.run([sys.executable, "-m", "pip", "install", "-q", "secantusdb"], check=True,
+                               stdout=subprocess.DEVNULL)
+                exe = shutil.which("secantusd-py", path=str(bindir)) or shutil.which("secantusd-py")
     if exe is None:
         raise RuntimeError("secantusdb installed but its secantusd-py executable was not found")
     return exe
