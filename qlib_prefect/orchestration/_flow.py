@@ -126,6 +126,9 @@ def _results_dir() -> Path:
 
 
 def _stage_fn(ctx: RunContext, spec: StageSpec, stage_key: str) -> dict[str, Any]:
+    from prefect import get_run_logger
+
+    get_run_logger().info("computing %s (key %s)", spec.name, stage_key[:16])
     return run_stage(ctx, spec)
 
 

@@ -8,18 +8,21 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 __all__ = ["plot_stage"]
 
 
-def _plt() -> Any:
-    import matplotlib
+_LOCK = threading.Lock()
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
-    return plt
+def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure + axes without pyplot (no global state; record stages may plot from several threads)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    return fig, fig.subplots()
 
 
 def plot_stage(rec: Any) -> list[str]:
@@ -28,11 +31,12 @@ def plot_stage(rec: Any) -> list[str]:
     written: list[str] = []
     pa = root / "portfolio_analysis"
     reports = sorted(pa.glob("report_normal_*.pkl")) if pa.is_dir() else []
-    if reports:
-        written += _portfolio_plots(rec, reports[0])
     ic = root / "sig_analysis" / "ic.pkl"
-    if ic.is_file():
-        written += _ic_plot(rec)
+    with _LOCK:  # font cache and text layout are shared state inside matplotlib
+        if reports:
+            written += _portfolio_plots(rec, reports[0])
+        if ic.is_file():
+            written += _ic_plot(rec)
     return written
 
 
@@ -42,10 +46,9 @@ def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
     report = pd.read_pickle(report_path)
     if report is None or len(report) == 0 or not {"return", "bench", "cost"} <= set(report.columns):
         return []
-    plt = _plt()
     out_dir = rec.artifact_dir / "portfolio_analysis"
     r, b, c = report["return"].astype(float), report["bench"].astype(float), report["cost"].astype(float)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = _figure((10, 5))
     ax.plot(r.index, r.cumsum(), label="strategy (without cost)")
     ax.plot(r.index, (r - c).cumsum(), label="strategy (with cost)")
     ax.plot(b.index, b.cumsum(), label="benchmark", color="black", linewidth=1)
@@ -57,9 +60,8 @@ def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(out_dir / "cumulative_return.png", dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, ax = _figure((10, 3.5))
     for label, s in (("excess without cost", r - b), ("excess with cost", r - b - c)):
         cum = s.cumsum()
         ax.fill_between(cum.index, cum - cum.cummax(), 0, alpha=0.35, label=label)
@@ -69,7 +71,6 @@ def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(out_dir / "drawdown.png", dpi=100)
-    plt.close(fig)
     return ["portfolio_analysis/cumulative_return.png", "portfolio_analysis/drawdown.png"]
 
 
@@ -79,8 +80,7 @@ def _ic_plot(rec: Any) -> list[str]:
     ic = pd.read_pickle(rec.artifact_dir / "sig_analysis" / "ic.pkl")
     ric_path = rec.artifact_dir / "sig_analysis" / "ric.pkl"
     ric = pd.read_pickle(ric_path) if ric_path.is_file() else None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = _figure((10, 4))
     ax.bar(ic.index, ic.to_numpy(dtype=float), width=1.0, alpha=0.35, label=f"IC (mean {ic.mean():.4f})")
     ax.plot(ic.index, ic.rolling(20, min_periods=1).mean(), label="IC 20-day mean")
     if ric is not None:
@@ -92,5 +92,4 @@ def _ic_plot(rec: Any) -> list[str]:
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(rec.artifact_dir / "sig_analysis" / "ic.png", dpi=100)
-    plt.close(fig)
     return ["sig_analysis/ic.png"]
