@@ -336,6 +336,20 @@ def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
                                  {"class": "CSRankNorm", "kwargs": {"fields_group": "label"}},
                                  {"class": "TanhProcess", "kwargs": {}}],
         }}, seg158),
+        # Tiny cross-sections (1-3 instruments per date: S12 alone before S03 lists, S04 delists): CS processors
+        # with a single value (std NaN, MAD 0 -> robust z-score inf/NaN then clipped).
+        "ops_single": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
+            "instruments": ["S03", "S04", "S12"], "start_time": _d(cal, 340), "end_time": h158["end_time"],
+            "data_loader": {"class": "QlibDataLoader", "module_path": "qlib.data.dataset.loader", "kwargs": {
+                "config": {"feature": [["$close / Ref($close, 1) - 1", "$volume", "Rank($close, 5)"],
+                                       ["RET1", "VOL", "RANK5"]],
+                           "label": [[label_expr], ["LABEL0"]]}}},
+            "infer_processors": [{"class": "ProcessInf", "kwargs": {}},
+                                 {"class": "CSZScoreNorm", "kwargs": {"fields_group": "feature", "method": "robust"}},
+                                 {"class": "CSZFillna", "kwargs": {"fields_group": "feature"}}],
+            "learn_processors": [{"class": "DropnaLabel"},
+                                 {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}],
+        }}, seg158),
         # Operators whose qlib result depends on the loaded window (N=0 expanding, Ref(x, 0), EMA).
         "ops_quirks": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
             "instruments": "all", "start_time": h158["start_time"], "end_time": h158["end_time"],
@@ -361,6 +375,8 @@ API_PROBES = [
      "kwargs": {"level": "instrument", "col_set": "label", "data_key": "raw"}},
     {"case": "alpha158", "call": "fetch", "args": [], "kwargs": {"col_set": "feature", "data_key": "raw"}},
     {"case": "alpha158", "call": "get_cols", "args": ["label"], "kwargs": {}},
+    {"case": "alpha158", "call": "prepare", "args": [{"slice": ["2021-01-01", "2021-02-01"]}],
+     "kwargs": {"col_set": ["feature", "label"], "data_key": "learn"}},
     {"case": "alpha158_procs_a", "call": "get_cols", "args": [], "kwargs": {"col_set": "feature"}},
     {"case": "alpha158_procs_a", "call": "get_cols", "args": [], "kwargs": {"col_set": "__all", "data_key": "raw"}},
     {"case": "alpha360", "call": "prepare", "args": ["valid"], "kwargs": {"col_set": "feature", "data_key": "learn"}},
