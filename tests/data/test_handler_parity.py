@@ -279,6 +279,26 @@ def test_handler_matches_qlib(case: str, view: str) -> None:
     assert rep.ok, str(rep)
 
 
+@pytest.mark.parametrize("case", ["alpha158_procs_a", "alpha360", "ops_procs"])
+def test_handler_cache_hit_matches_qlib(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second build comes from the on-disk handler cache (frames + fitted processors) and still equals qlib."""
+    import qlib_prefect
+    from qlib_prefect.data import cache as hcache
+    from qlib_prefect.utils import init_instance_by_config
+
+    monkeypatch.delenv("QLIB_PREFECT_HANDLER_CACHE", raising=False)
+    provider = META.get("case_provider_uri", {}).get(case, META["provider_uri"])
+    qlib_prefect.init(provider_uri=str(GOLD / provider), region=META["region"])
+    init_instance_by_config(json.loads(json.dumps(META["cases"][case])))
+    hcache.wait_for_pending_writes()
+    ds = init_instance_by_config(json.loads(json.dumps(META["cases"][case])))
+    assert ds.handler.cache_hit, f"{case}: second build did not hit the handler cache"
+    for view in VIEWS:
+        parts = ds.prepare(list(SEGMENTS), col_set=["feature", "label"], data_key=view)
+        rep = compare_frames(_flat(pd.concat(parts)), expected(f"{case}.{view}"), name=f"{case}.{view} (cached)")
+        assert rep.ok, str(rep)
+
+
 # ----------------------------------------------------------------------------------------------- API probes
 
 
