@@ -350,6 +350,15 @@ def make_cases(cal: pd.DatetimeIndex) -> dict[str, dict]:
             "learn_processors": [{"class": "DropnaLabel"},
                                  {"class": "CSZScoreNorm", "kwargs": {"fields_group": "label"}}],
         }}, seg158),
+        # An instrument processor: TimeRangeFlt keeps instruments whose (span-masked) rows reach both ends.
+        "ops_timerange": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
+            "instruments": "mkt", "start_time": h158["start_time"], "end_time": h158["end_time"],
+            "data_loader": {"class": "QlibDataLoader", "module_path": "qlib.data.dataset.loader", "kwargs": {
+                "config": {"feature": [["$close", "Mean($close, 5)"], ["CLOSE", "MA5"]],
+                           "label": [[label_expr], ["LABEL0"]]},
+                "inst_processors": [{"class": "TimeRangeFlt", "module_path": "qlib.data.dataset.processor",
+                                     "kwargs": {"start_time": h158["start_time"],
+                                                "end_time": h158["end_time"]}}]}}}}, seg158),
         # Operators whose qlib result depends on the loaded window (N=0 expanding, Ref(x, 0), EMA).
         "ops_quirks": ds({"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
             "instruments": "all", "start_time": h158["start_time"], "end_time": h158["end_time"],
