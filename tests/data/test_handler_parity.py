@@ -12,6 +12,9 @@ with qlib's frame:
   floor for near-zero values, proportional to the column's magnitude); at least ``MIN_SHARE = 99.99 %`` of the
   finite cells of every view must be close.
 
+Also checked: ``DatasetH.prepare`` / ``handler.fetch`` / ``get_cols`` calls recorded from qlib (``api_probes``:
+selectors, col_sets, squeeze), and that builds served from the on-disk handler cache still equal qlib.
+
 On failure the message lists the worst columns with examples (date, instrument, ours, qlib), so the developers
 of the expression engine and the handlers can go straight to the mismatch. For a full report without pytest::
 
