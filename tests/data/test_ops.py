@@ -228,3 +228,20 @@ def test_quantiles_and_rank_bit_identical_to_pandas_with_nan_and_ties() -> None:
     for g, w in zip(got, want):
         w = np.where(span & (np.arange(60)[:, None] <= 59), w.to_numpy(), np.nan).astype(np.float32)
         np.testing.assert_array_equal(g, w)
+
+
+def test_rank_all_windows_one_pass_bit_identical_to_pandas() -> None:
+    rng = np.random.default_rng(5)
+    vals = np.round(rng.normal(10, 2, (90, 4)), 0)
+    vals[rng.random(vals.shape) < 0.15] = np.nan
+    vals[:30, 1] = np.nan  # late listing
+    vals[:, 2] = 7.0  # constant: every value ties
+    idx = pd.bdate_range("2021-01-04", periods=90)
+    codes = ["A", "B", "C", "D"]
+    p = MemoryProvider({"x": pd.DataFrame(vals, index=idx, columns=codes)})
+    wins = [1, 3, 7, 20, 60, 200]
+    got = Evaluator(p, codes).evaluate_many([f"Rank($x, {n})" for n in wins])
+    span = np.arange(90)[:, None] >= np.array([p._span[c][0] for c in codes])[None, :]
+    for n, g in zip(wins, got):
+        want = pd.DataFrame(np.where(span, vals, np.nan)).rolling(n, min_periods=1).rank(pct=True).to_numpy()
+        np.testing.assert_array_equal(g, np.where(span, want, np.nan).astype(np.float32))

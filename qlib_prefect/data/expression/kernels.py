@@ -28,6 +28,7 @@ __all__ = [
     "rolling_corr_cov",
     "rolling_pandas",
     "rolling_quantiles",
+    "rolling_ranks",
     "rolling_stat",
     "rolling_var",
     "shift",
@@ -115,6 +116,43 @@ def rolling_quantiles(x: np.ndarray, n: int, qs: list[float], chunk: int = 64) -
                 r = np.where(idx == idxf, lo, lo + (hi - lo) * (idxf - idx))
             r[m == 0] = np.nan
             out[:, c0 : c0 + chunk] = r.T
+    return outs
+
+
+def rolling_ranks(x: np.ndarray, ns: list[int]) -> dict[int, np.ndarray]:
+    """pandas ``rolling(n, min_periods=1).rank(pct=True)`` (average ties) for several windows ``ns`` of
+    one input, from one pass over the lags. pandas ranks the newest value in its skiplist: with ``lo`` =
+    window values below it and ``eq`` = values equal to it (itself included), ``rank = lo + (eq + 1) / 2``
+    (the average of ranks ``lo + 1 .. lo + eq``, exact in float64) divided by the window's non-NaN count;
+    NaN when the newest value is NaN. Counting is exact, so the result is bit-identical to pandas."""
+    a = _prep(x)
+    t_len = a.shape[0]
+    ns = sorted({max(1, int(n)) for n in ns})
+    wmax = min(ns[-1], t_len) if t_len else 1
+    valid = ~np.isnan(a)
+    lo = np.zeros(a.shape, dtype=np.int16 if wmax < 32000 else np.int64, order="F")
+    eq = np.ones_like(lo)
+    cnt = valid.astype(lo.dtype)
+    outs: dict[int, np.ndarray] = {}
+
+    def emit(n: int) -> None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (lo + (eq + 1) * 0.5) / cnt
+        r[~valid] = np.nan
+        outs[n] = np.asfortranarray(r)
+
+    pending = list(ns)
+    while pending and pending[0] <= 1:
+        emit(pending.pop(0))
+    for j in range(1, wmax):
+        cur, old = a[j:], a[:-j]
+        lo[j:] += old < cur
+        eq[j:] += old == cur
+        cnt[j:] += valid[:-j]
+        while pending and pending[0] == j + 1:
+            emit(pending.pop(0))
+    for n in pending:  # windows longer than the calendar
+        emit(n)
     return outs
 
 

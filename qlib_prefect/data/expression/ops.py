@@ -286,7 +286,13 @@ OPERATORS["Rsquare"] = OpSpec("Rsquare", "ei", _regression("rsquare"))
 def _rank(ctx: Any, x: Panel, n: float | int) -> Panel:
     n = _int_window(ctx, "Rank", n)
     v = x.values
-    return _like(x, K.expanding(v, "rank") if n == 0 else K.rolling_pandas(v, n, "rank"))
+    if n == 0:
+        return _like(x, K.expanding(v, "rank"))
+    # every window of Rank(x, .) in this batch (Alpha158: 5 10 20 30 60) from one pass over the lags
+    ns = ctx.windows() or [n]
+    res = ctx.shared("rank", 0, lambda: K.rolling_ranks(v, ns), any_window=True)
+    out = res.get(n)
+    return _like(x, out if out is not None else K.rolling_ranks(v, [n])[n])
 
 
 @_register("Quantile", "ein")
