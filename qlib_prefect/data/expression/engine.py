@@ -55,23 +55,32 @@ class _Ctx:
         self.ev, self.node, self.text = ev, node, text
 
     def shared(
-        self, kind: str, n: int, compute: Any, names: frozenset[str] | None = None, *, any_window: bool = False
+        self,
+        kind: str,
+        n: int,
+        compute: Any,
+        names: frozenset[str] | None = None,
+        *,
+        any_window: bool = False,
+        operands: int = 1,
     ) -> Any:
-        """A by-product shared by operators (``names``, default: this one) on the same first argument
-        and window ``n`` (``any_window``: every non-zero window); dropped once every such node of the
-        current batch has fetched it."""
-        key = f"{kind}:{self.node.args[0]}:{n}"
+        """A by-product shared by operators (``names``, default: this one) on the same ``operands``
+        leading arguments and window ``n`` (the next argument; ``any_window``: every non-zero window);
+        dropped once every such node of the current batch has fetched it."""
+        me = self.node
+        ops_, win = me.args[:operands], me.args[operands]
+        key = f"{kind}:{','.join(map(str, ops_))}:{n}"
         aux, left = self.ev._aux, self.ev._aux_left
         if key not in aux:
             aux[key] = compute()
-            names = names or frozenset({self.node.name})
+            names = names or frozenset({me.name})
             left[key] = sum(
                 1
                 for o in self.ev._batch.values()
                 if isinstance(o, Op)
                 and o.name in names
-                and o.args[0] == self.node.args[0]
-                and (o.args[1] == self.node.args[1] or ((any_window or kind == "idx") and o.args[1] != Const(0)))
+                and o.args[:operands] == ops_
+                and (o.args[operands] == win or ((any_window or kind == "idx") and o.args[operands] != Const(0)))
             )
         val = aux[key]
         left[key] = left.get(key, 1) - 1
@@ -80,21 +89,17 @@ class _Ctx:
             left.pop(key, None)
         return val
 
-    def windows(self) -> list[int]:
-        """The non-zero integer windows of every node of the current batch with this operator and the
-        same first argument (this node's included)."""
+    def windows(self, operands: int = 1) -> list[int]:
+        """The non-zero integer windows (argument ``operands``) of every node of the current batch with
+        this operator and the same ``operands`` leading arguments (this node's included)."""
         me = self.node
-        out = {
-            int(o.args[1].value)
-            for o in self.ev._batch.values()
-            if isinstance(o, Op)
-            and o.name == me.name
-            and o.args[0] == me.args[0]
-            and isinstance(o.args[1], Const)
-            and isinstance(o.args[1].value, (int, float))
-            and float(o.args[1].value).is_integer()
-            and o.args[1].value > 0
-        }
+        out = set()
+        for o in self.ev._batch.values():
+            if isinstance(o, Op) and o.name == me.name and o.args[:operands] == me.args[:operands]:
+                w = o.args[operands]
+                if isinstance(w, Const) and isinstance(w.value, (int, float)) and float(w.value).is_integer():
+                    if w.value > 0:
+                        out.add(int(w.value))
         return sorted(out)
 
     def siblings(self) -> list[Op]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "corr_cov_prep",
     "ema_expanding",
     "ewm_mean",
     "expanding",
@@ -237,15 +238,11 @@ def ewm_mean(x: np.ndarray, *, alpha: float | None = None, span: float | None = 
     return _frame(x).ewm(alpha=alpha, span=span, min_periods=1).mean().to_numpy()
 
 
-def rolling_corr_cov(a: np.ndarray, b: np.ndarray, n: int, func: str) -> np.ndarray:
-    """pandas pairwise rolling ``corr``/``cov`` (ddof=1, min_periods=1): a position counts only if both
-    values are present. Moving sums of de-meaned values (corr/cov are shift invariant) keep the
-    cancellation error far below float32 resolution; a window whose values are all equal has
-    variance exactly 0 (-> corr NaN), as in pandas."""
+def corr_cov_prep(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Shared by every window of ``Corr/Cov(a, b, .)``: the pairwise-present values, de-meaned per
+    instrument (corr/cov are shift invariant; this keeps cancellation far below float32 resolution),
+    and cumulative sums (leading zero row) of the count, x, y, xy, xx and yy."""
     x64, y64 = _f64(a), _f64(b)
-    t_len = x64.shape[0]
-    if t_len == 0:
-        return x64.copy()
     both = np.isfinite(x64) & np.isfinite(y64)  # pandas turns inf into NaN before rolling
     X = np.where(both, x64, np.nan)
     Y = np.where(both, y64, np.nan)
@@ -254,33 +251,69 @@ def rolling_corr_cov(a: np.ndarray, b: np.ndarray, n: int, func: str) -> np.ndar
         cy = np.nan_to_num(bn.nanmean(Y, axis=0), nan=0.0)
     X -= cx
     Y -= cy
+    Xz = np.where(both, X, 0.0)
+    Yz = np.where(both, Y, 0.0)
+    t_len, n_inst = X.shape
+
+    def csum(v: np.ndarray) -> np.ndarray:
+        out = np.zeros((t_len + 1, n_inst), order="F")
+        np.cumsum(v, axis=0, out=out[1:])
+        return out
+
+    return {"X": X, "Y": Y, "n": csum(both.astype(np.float64)), "x": csum(Xz), "y": csum(Yz),
+            "xy": csum(Xz * Yz), "xx": csum(Xz * Xz), "yy": csum(Yz * Yz)}  # fmt: skip
+
+
+def rolling_corr_cov(
+    a: np.ndarray, b: np.ndarray, n: int, func: str, *, prep: dict | None = None, exact_const: bool = True
+) -> np.ndarray:
+    """pandas pairwise rolling ``corr``/``cov`` (ddof=1, min_periods=1): a position counts only if both
+    values are present. Window sums are differences of cumulative sums of de-meaned values (``prep``,
+    see :func:`corr_cov_prep`; the error is of the order of a running moving sum's). A window whose
+    values are all equal has variance exactly 0 (-> corr NaN), as in pandas; ``exact_const=False``
+    (the caller masks windows with a near-zero rolling std anyway) checks this only for instruments
+    with values above 1e6, where pandas' std residue of a constant window could exceed that mask."""
+    p = prep if prep is not None else corr_cov_prep(a, b)
+    X, Y = p["X"], p["Y"]
+    t_len = X.shape[0]
+    if t_len == 0:
+        return X.copy()
     w = t_len if n == 0 else _window(n, t_len)
 
-    def msum(v: np.ndarray) -> np.ndarray:
-        if n == 0:
-            return np.where(np.cumsum(both, axis=0) > 0, np.nancumsum(v, axis=0), np.nan)
-        return bn.move_sum(v, w, min_count=1, axis=0)
+    def msum(k: str) -> np.ndarray:
+        cs = p[k]
+        out = cs[1:].copy(order="F")
+        if w < t_len:
+            out[w:] -= cs[1 : t_len + 1 - w]
+        return out
 
-    cnt = msum(both.astype(np.float64))
-    sx, sy, sxy = msum(X), msum(Y), msum(X * Y)
+    cnt = msum("n")
+    sx, sy, sxy = msum("x"), msum("y"), msum("xy")
+    few = ~(cnt >= 2)
     with np.errstate(all="ignore"):
         cov = (sxy - sx * sy / cnt) / (cnt - 1)
-        cov[~(cnt >= 2)] = np.nan
+        cov[few] = np.nan
         if func == "cov":
             return cov
-        vx = (msum(X * X) - sx * sx / cnt) / (cnt - 1)
-        vy = (msum(Y * Y) - sy * sy / cnt) / (cnt - 1)
-        if n == 0:
-            cx_ = np.fmax.accumulate(X, axis=0) == np.fmin.accumulate(X, axis=0)
-            cy_ = np.fmax.accumulate(Y, axis=0) == np.fmin.accumulate(Y, axis=0)
-        else:
-            cx_ = bn.move_max(X, w, min_count=1, axis=0) == bn.move_min(X, w, min_count=1, axis=0)
-            cy_ = bn.move_max(Y, w, min_count=1, axis=0) == bn.move_min(Y, w, min_count=1, axis=0)
-        vx = np.where(cx_, 0.0, np.maximum(vx, 0.0))
-        vy = np.where(cy_, 0.0, np.maximum(vy, 0.0))
+        vx = np.maximum((msum("xx") - sx * sx / cnt) / (cnt - 1), 0.0)
+        vy = np.maximum((msum("yy") - sy * sy / cnt) / (cnt - 1), 0.0)
+        cols = slice(None)
+        if not exact_const:
+            big = (bn.nanmax(np.abs(X), axis=0) > 1e6) | (bn.nanmax(np.abs(Y), axis=0) > 1e6)
+            cols = np.flatnonzero(big)
+        if exact_const or cols.size:
+            Xc, Yc = X[:, cols], Y[:, cols]
+            if n == 0:
+                cx_ = np.fmax.accumulate(Xc, axis=0) == np.fmin.accumulate(Xc, axis=0)
+                cy_ = np.fmax.accumulate(Yc, axis=0) == np.fmin.accumulate(Yc, axis=0)
+            else:
+                cx_ = bn.move_max(Xc, w, min_count=1, axis=0) == bn.move_min(Xc, w, min_count=1, axis=0)
+                cy_ = bn.move_max(Yc, w, min_count=1, axis=0) == bn.move_min(Yc, w, min_count=1, axis=0)
+            vx[:, cols] = np.where(cx_, 0.0, vx[:, cols])
+            vy[:, cols] = np.where(cy_, 0.0, vy[:, cols])
         den = np.sqrt(vx * vy)
         out = np.where(den > 0, cov / den, np.nan)
-    out[~(cnt >= 2)] = np.nan
+    out[few] = np.nan
     return out
 
 

@@ -348,7 +348,10 @@ def _ema(ctx: Any, x: Panel, n: float | int) -> Panel:
 def _pair_rolling(func: str) -> Callable[..., Panel]:
     def impl(ctx: Any, left: Panel, right: Panel, n: float | int) -> Panel:
         n = _int_window(ctx, func.capitalize(), n)
-        out = K.rolling_corr_cov(left.values, right.values, n, func)
+        # the de-meaned pairs and their cumulative sums serve every window of (left, right) in the batch
+        prep = ctx.shared("corr", 0, lambda: K.corr_cov_prep(left.values, right.values), frozenset({"Corr", "Cov"}),
+                          any_window=True, operands=2)  # fmt: skip
+        out = K.rolling_corr_cov(left.values, right.values, n, func, prep=prep, exact_const=func != "corr" or n == 0)
         if func == "corr" and n > 0:
             mask = np.isclose(ctx.rolling_std(0, n), 0, atol=2e-05) | np.isclose(ctx.rolling_std(1, n), 0, atol=2e-05)
             out[mask] = np.nan
