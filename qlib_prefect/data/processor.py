@@ -111,6 +111,36 @@ def _group_slices(df: pd.DataFrame) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(cuts)]
 
 
+def _blockwise(df: pd.DataFrame, pos: np.ndarray, fn: Any, order: str = "C") -> np.ndarray | None:
+    """Compute new values for the columns ``pos`` group block by group block, without consolidating the frame.
+
+    ``fn(x, lo, hi, out)`` writes the result for the input columns ``x`` (positions ``lo:hi`` of ``pos``) into
+    ``out``. Returns the (rows, len(pos)) result, or None when ``pos`` is not one contiguous range.
+    """
+    if len(pos) == 0 or not np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos))):
+        return None
+    p0, p1 = int(pos[0]), int(pos[0]) + len(pos)
+    out = np.empty((len(df), len(pos)), dtype=np.float32, order=order)
+    for sl in _group_slices(df):
+        a, b = max(sl.start, p0), min(sl.stop, p1)
+        if a >= b:
+            continue
+        x = df.iloc[:, a:b].to_numpy()
+        if x.dtype != np.float32:
+            return None
+        fn(x, a - p0, b - p0, out[:, a - p0 : b - p0])
+    return out
+
+
+def _slices_of(pos: np.ndarray) -> list[Any]:
+    """``pos`` as column slices (one per contiguous run)."""
+    if len(pos) == 0:
+        return []
+    breaks = (np.flatnonzero(np.diff(pos) != 1) + 1).tolist()
+    cuts = [0, *breaks, len(pos)]
+    return [slice(int(pos[a]), int(pos[b - 1]) + 1) for a, b in itertools.pairwise(cuts)]
+
+
 def _with_columns(df: pd.DataFrame, pos: np.ndarray, new: np.ndarray) -> pd.DataFrame:
     """A new frame equal to ``df`` with the columns at ``pos`` replaced by ``new`` (shape rows x len(pos)).
 
@@ -454,11 +484,19 @@ class Fillna(Processor):
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
-        x = _values(df, pos)
-        nan = np.isnan(x)
-        if not nan.any():
+        if not any(np.isnan(df.iloc[:, sl].to_numpy()).any() for sl in _slices_of(pos)):
             return df
-        return _with_columns(df, pos, np.where(nan, np.asarray(self.fill_value, dtype=x.dtype), x))
+        fill = self.fill_value
+
+        def fill_nan(x: np.ndarray, lo: int, hi: int, out: np.ndarray) -> None:
+            out[...] = x
+            np.copyto(out, np.asarray(fill, dtype=out.dtype), where=np.isnan(out))
+
+        new = _blockwise(df, pos, fill_nan)
+        if new is None:
+            x = _values(df, pos)
+            new = np.where(np.isnan(x), np.asarray(fill, dtype=x.dtype), x)
+        return _with_columns(df, pos, new)
 
 
 class _FitWindow(Processor):
@@ -470,7 +508,10 @@ class _FitWindow(Processor):
         sub = _slice_datetime(df, self.fit_start_time, self.fit_end_time)
         pos = _positions(df, self.fields_group)
         self.cols = df.columns[pos]
-        x = np.asfortranarray(_values(sub, pos))  # qlib's column-contiguous layout: same float32 sums
+        # qlib's column-contiguous layout (same float32 sums), gathered block by block
+        x = _blockwise(sub, pos, lambda v, lo, hi, out: np.copyto(out, v), order="F")
+        if x is None:
+            x = np.asfortranarray(_values(sub, pos))
         if len(x) == 0:
             raise DataError(
                 f"{type(self).__name__}: no rows in the fit window [{self.fit_start_time}, {self.fit_end_time}]"
@@ -540,9 +581,18 @@ class ZScoreNorm(_FitWindow):
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = self._apply_pos(df)
-        x = _values(df, pos)
+        mean, std = self.mean_train, self.std_train
+
+        def norm(x: np.ndarray, lo: int, hi: int, out: np.ndarray) -> None:
+            np.subtract(x, mean[lo:hi], out=out)
+            np.divide(out, std[lo:hi], out=out)
+
         with np.errstate(all="ignore"):
-            return _with_columns(df, pos, (x - self.mean_train) / self.std_train)
+            new = _blockwise(df, pos, norm) if mean.dtype == np.float32 and std.dtype == np.float32 else None
+            if new is None:
+                x = _values(df, pos)
+                new = (x - mean) / std
+        return _with_columns(df, pos, new)
 
 
 class RobustZScoreNorm(_FitWindow):
