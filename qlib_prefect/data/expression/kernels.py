@@ -96,26 +96,40 @@ def rolling_pandas(x: np.ndarray, n: int, func: str, *args: float) -> np.ndarray
 def rolling_quantiles(x: np.ndarray, n: int, qs: list[float], chunk: int = 64) -> dict[float, np.ndarray]:
     """pandas ``rolling(n, min_periods=1).quantile(q)`` (linear) for several ``q`` from one sort of the
     windows. Quantiles involve no accumulation, so this is bit-identical to pandas' skiplist:
-    ``v[i] + (v[i+1] - v[i]) * (q (m-1) - i)`` over the ``m`` sorted non-NaN values, ``i = int(q (m-1))``."""
+    ``v[i] + (v[i+1] - v[i]) * (q (m-1) - i)`` over the ``m`` sorted non-NaN values, ``i = int(q (m-1))``.
+    Full windows (``m = n``) read two fixed columns of the sorted windows; only the others gather."""
     a = _prep(x)
     t_len, n_inst = a.shape
     w = _window(n, t_len) if t_len else 1
     outs = {q: np.empty((t_len, n_inst), order="F") for q in qs}
+    if t_len == 0:
+        return outs
     padded = np.full((t_len + w - 1, n_inst), np.nan, order="F")
     padded[w - 1 :] = a
+    m_all = np.nan_to_num(bn.move_sum((~np.isnan(a)).astype(np.float64), w, min_count=1, axis=0)).astype(np.int64)
     for c0 in range(0, n_inst, chunk):
         sub = np.ascontiguousarray(padded[:, c0 : c0 + chunk].T)  # (c, T + w - 1)
         win = np.lib.stride_tricks.sliding_window_view(sub, w, axis=1)  # (c, T, w)
         srt = np.sort(win, axis=-1)  # NaN last
-        m = w - np.isnan(srt).sum(axis=-1)
+        m = np.ascontiguousarray(m_all[:, c0 : c0 + chunk].T)  # (c, T) non-NaN values per window
+        part = m < w
+        ps = srt[part]  # (k, w): windows with NaN or shortened at the start
+        pm = m[part]
         for q, out in outs.items():
-            idxf = q * (m - 1)
-            idx = np.clip(idxf.astype(np.int64), 0, w - 1)
-            lo = np.take_along_axis(srt, idx[..., None], -1)[..., 0]
-            hi = np.take_along_axis(srt, np.minimum(idx + 1, w - 1)[..., None], -1)[..., 0]
-            with np.errstate(invalid="ignore"):
-                r = np.where(idx == idxf, lo, lo + (hi - lo) * (idxf - idx))
-            r[m == 0] = np.nan
+            kf = q * (w - 1)
+            k = min(int(kf), w - 1)
+            lo, hi = srt[..., k], srt[..., min(k + 1, w - 1)]
+            r = lo if k == kf else lo + (hi - lo) * (kf - k)
+            if ps.size:
+                idxf = q * (pm - 1)
+                idx = np.clip(idxf.astype(np.int64), 0, w - 1)
+                plo = np.take_along_axis(ps, idx[:, None], -1)[:, 0]
+                phi = np.take_along_axis(ps, np.minimum(idx + 1, w - 1)[:, None], -1)[:, 0]
+                with np.errstate(invalid="ignore"):
+                    pr = np.where(idx == idxf, plo, plo + (phi - plo) * (idxf - idx))
+                pr[pm == 0] = np.nan
+                r = r.copy() if r is lo else r
+                r[part] = pr
             out[:, c0 : c0 + chunk] = r.T
     return outs
 
