@@ -22,9 +22,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from qlib_prefect.orchestration._cache import StageCachePolicy
     from qlib_prefect.orchestration._flow import current_recorder, plan_workflow, qlib_workflow, run_workflow
+    from qlib_prefect.orchestration._rolling import (
+        multi_horizon_workflow,
+        plan_multi_horizon,
+        plan_rolling,
+        rolling_workflow,
+        run_multi_horizon,
+        run_rolling,
+    )
     from qlib_prefect.orchestration._store import ContentStore
 
-__all__ = ["ContentStore", "StageCachePolicy", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
+__all__ = ["ContentStore", "StageCachePolicy", "current_recorder", "multi_horizon_workflow", "plan_multi_horizon",
+           "plan_rolling", "plan_workflow", "qlib_workflow", "rolling_workflow", "run_multi_horizon", "run_rolling",
+           "run_workflow"]
 
 _LAZY = {
     "ContentStore": "qlib_prefect.orchestration._store",
@@ -33,6 +43,13 @@ _LAZY = {
     "plan_workflow": "qlib_prefect.orchestration._flow",
     "qlib_workflow": "qlib_prefect.orchestration._flow",
     "run_workflow": "qlib_prefect.orchestration._flow",
+    # rolling / multi-horizon retraining (helper M)
+    "multi_horizon_workflow": "qlib_prefect.orchestration._rolling",
+    "plan_multi_horizon": "qlib_prefect.orchestration._rolling",
+    "plan_rolling": "qlib_prefect.orchestration._rolling",
+    "rolling_workflow": "qlib_prefect.orchestration._rolling",
+    "run_multi_horizon": "qlib_prefect.orchestration._rolling",
+    "run_rolling": "qlib_prefect.orchestration._rolling",
 }
 
 

@@ -197,3 +197,22 @@ def test_bad_windows_fail_before_running(small_data, isolated_home, mlflow_uri) 
         plan_rolling(bad, step=STEP)
     with pytest.raises(ConfigError, match="rtype"):
         plan_rolling(cfg, step=STEP, rtype="diagonal")
+
+
+def test_cli_plan_lists_windows_and_cache_status(small_data, isolated_home, mlflow_uri, tmp_path, capsys) -> None:
+    import yaml
+
+    from qlib_prefect.cli.main import main
+
+    cfg = rolling_config(small_data, mlflow_uri, 3)
+    path = tmp_path / "rolling.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert main(["rolling", str(path), "--step", str(STEP), "--rtype", "sliding", "--plan"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.split()[:1] != [] and line.split()[0].isdigit() and "rolling" in line]
+    assert len(rows) == 3 and all(" no " in r for r in rows)
+    test_segs = [r.split()[4] for r in rows]
+    assert test_segs[0].startswith(TEST_START) and len(set(test_segs)) == 3
+    assert rows[1].split()[2] != rows[0].split()[2]  # sliding: the train segment moves
+    assert out[-1] == "3 windows, 3 to train, 0 cached"
+    assert main(["rolling", str(path), "--step", "0", "--plan"]) == 2  # ConfigError -> exit code 2
