@@ -245,3 +245,26 @@ def test_rank_all_windows_one_pass_bit_identical_to_pandas() -> None:
     for n, g in zip(wins, got):
         want = pd.DataFrame(np.where(span, vals, np.nan)).rolling(n, min_periods=1).rank(pct=True).to_numpy()
         np.testing.assert_array_equal(g, np.where(span, want, np.nan).astype(np.float32))
+
+
+def test_idxmax_idxmin_all_windows_match_raw_window_argmax() -> None:
+    rng = np.random.default_rng(7)
+    vals = np.round(rng.normal(10, 2, (70, 4)), 0)  # many ties
+    vals[rng.random(vals.shape) < 0.12] = np.nan
+    vals[:25, 1] = np.nan  # late listing
+    vals[:, 2] = 3.0
+    idx = pd.bdate_range("2021-01-04", periods=70)
+    codes = ["A", "B", "C", "D"]
+    p = MemoryProvider({"x": pd.DataFrame(vals, index=idx, columns=codes)})
+    wins = [1, 4, 9, 30, 100]
+    exprs = [f"{op}($x, {n})" for op in ("IdxMax", "IdxMin") for n in wins]
+    got = dict(zip(exprs, Evaluator(p, codes).evaluate_many(exprs)))
+    spans = [p._span[c] for c in codes]  # (first, last) stored position
+    for e, g in got.items():
+        n = int(e.split(",")[1].rstrip(")"))
+        fn = np.argmax if e.startswith("IdxMax") else np.argmin
+        for j, (s, last) in enumerate(spans):
+            for t in range(70):
+                win = vals[max(s, t - n + 1) : t + 1, j]
+                want = np.nan if not s <= t <= last or np.isnan(win).all() else fn(win) + 1.0  # first NaN wins
+                assert (np.isnan(want) and np.isnan(g[t, j])) or g[t, j] == want, (e, t, j)

@@ -21,8 +21,8 @@ __all__ = [
     "ema_expanding",
     "ewm_mean",
     "expanding",
-    "idx_aux",
     "idx_extreme",
+    "idx_extremes",
     "mad",
     "regression",
     "regression_sums",
@@ -337,9 +337,7 @@ def _window_len(t_len: int, n: int, start: np.ndarray) -> np.ndarray:
     return np.clip(t - start[None, :] + 1, 1, n)
 
 
-def idx_extreme(
-    x: np.ndarray, n: int, start: np.ndarray, *, argmax: bool, aux: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
+def idx_extreme(x: np.ndarray, n: int, start: np.ndarray, *, argmax: bool) -> np.ndarray:
     """qlib ``IdxMax``/``IdxMin``: ``np.argmax(raw window) + 1`` (first NaN wins), window shortened
     at the series start; NaN where the window holds no value. ``n == 0`` -> expanding window."""
     a = _prep(x)  # pandas rolling.apply sees inf as NaN
@@ -369,49 +367,57 @@ def idx_extreme(
         cnt = np.cumsum(~np.isnan(a) & ~before, axis=0)
         out[(cnt == 0) | before] = np.nan
         return out
-    w = min(int(n), t_len)
-    src = np.where(before, np.nan, a)
-    prev, nxt = aux if aux is not None else idx_aux(src)
-    r = (bn.move_argmax if argmax else bn.move_argmin)(src, w, min_count=1, axis=0)  # 0 = today; NaN skipped
-    lo = np.maximum(rows - w + 1, start[None, :])  # first present position of the window
-    has = ~np.isnan(r)
-    cur = np.where(has, rows - np.nan_to_num(r).astype(np.int64), 0)
-    # bottleneck returns *an* occurrence of the extreme; walk back to the oldest one in the window
-    flat_prev = prev.ravel(order="F")
-    cols = np.arange(n_inst)[None, :] * t_len
-    idx = np.flatnonzero((has & (cur > lo)).ravel(order="F"))
-    cur_f = cur.ravel(order="F").copy()
-    lo_f = lo.ravel(order="F")
-    col_f = np.broadcast_to(cols, cur.shape).ravel(order="F")
-    while idx.size:
-        cand = flat_prev[col_f[idx] + cur_f[idx]]
-        ok = cand >= lo_f[idx]
-        idx = idx[ok]
-        cur_f[idx] = cand[ok]
-    cur = cur_f.reshape(cur.shape, order="F")
-    first_nan = np.take_along_axis(nxt, np.clip(lo, 0, max(t_len - 1, 0)), axis=0)
-    res = np.where(first_nan <= rows, first_nan, cur) - lo
-    out = (res + 1).astype(np.float64)
-    valid = bn.move_sum((~np.isnan(a)).astype(np.float64), w, min_count=1, axis=0)
-    out[~(valid > 0) | before] = np.nan
-    return np.asfortranarray(out)
+    return idx_extremes(x, [n], start, argmax=argmax)[n]
 
 
-def idx_aux(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ``IdxMax``/``IdxMin`` of one input (shared by all windows): the previous position holding
-    the same value (-1 if none) and the first NaN at or after each position (``T`` if none)."""
-    src = _prep(src)
-    t_len = src.shape[0]
-    order = np.argsort(src, axis=0, kind="stable")  # equal values in position order; NaN last
-    sv = np.take_along_axis(src, order, axis=0)
-    prev = np.full(src.shape, -1, dtype=np.int64, order="F")
-    if t_len > 1:
-        same = sv[1:] == sv[:-1]
-        np.put_along_axis(prev, order[1:], np.where(same, order[:-1], -1), axis=0)
+def idx_extremes(x: np.ndarray, ns: list[int], start: np.ndarray, *, argmax: bool) -> dict[int, np.ndarray]:
+    """qlib ``IdxMax``/``IdxMin`` (``np.argmax(raw window) + 1``, first NaN wins, oldest of equal
+    extremes, window shortened at the series start) for several windows ``ns > 0`` of one input from one
+    pass over the lags, newest to oldest: an older value replaces the running extreme when it is at
+    least as large (NaN counts as +inf, absent dates before the start as -inf), so after lag ``n - 1``
+    the running lag is the answer for window ``n``. Exact (comparisons only)."""
+    a = _prep(x)  # pandas rolling.apply sees inf as NaN
+    t_len = a.shape[0]
+    ns = sorted({max(1, int(n)) for n in ns})
     rows = np.arange(t_len)[:, None]
-    nxt = np.where(np.isnan(src), rows, t_len)
-    nxt = np.asfortranarray(np.minimum.accumulate(nxt[::-1], axis=0)[::-1])
-    return prev, nxt
+    before = rows < start[None, :]
+    isn = np.isnan(a)
+    a32 = a.astype(np.float32)
+    exact = bool(np.array_equal(a32, a, equal_nan=True))
+    v = a32 if exact else a.copy(order="F")
+    if not argmax:
+        np.negative(v, out=v)  # argmin = argmax of the negated values (ties and NaN unchanged)
+    v[isn] = np.inf
+    v[before] = -np.inf
+    best = v.copy(order="F")
+    jb = np.zeros(a.shape, dtype=np.int32, order="F")
+    valid = (~isn).astype(np.float64)
+    outs: dict[int, np.ndarray] = {}
+
+    def emit(n: int) -> None:
+        w = min(n, t_len) if t_len else 1
+        length = np.clip(rows - start[None, :] + 1, 1, w)
+        out = (length - jb).astype(np.float64)
+        has = bn.move_sum(valid, w, min_count=1, axis=0) > 0 if t_len else np.zeros(a.shape, dtype=bool)
+        out[~has | before] = np.nan
+        outs[n] = np.asfortranarray(out)
+
+    pending = list(ns)
+    wmax = min(ns[-1], t_len) if t_len else 1
+    while pending and pending[0] <= 1:
+        emit(pending.pop(0))
+    upd = np.empty(a.shape, dtype=bool, order="F")
+    for j in range(1, wmax):
+        old, cur = v[:-j], best[j:]
+        u = upd[j:]
+        np.greater_equal(old, cur, out=u)
+        np.copyto(cur, old, where=u)
+        np.copyto(jb[j:], j, where=u)
+        while pending and pending[0] == j + 1:
+            emit(pending.pop(0))
+    for n in pending:  # windows longer than the calendar
+        emit(n)
+    return outs
 
 
 def wma(x: np.ndarray, n: int, start: np.ndarray) -> np.ndarray:

@@ -313,8 +313,11 @@ def _idx(argmax: bool) -> Callable[..., Panel]:
         n = _int_window(ctx, "IdxMax" if argmax else "IdxMin", n)
         if n == 0:
             return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax))
-        aux = ctx.shared("idx", 0, lambda: K.idx_aux(x.values), frozenset({"IdxMax", "IdxMin"}))
-        return _like(x, K.idx_extreme(x.values, n, x.start, argmax=argmax, aux=aux))
+        # every window of this operator on x in the batch (Alpha158: 5 10 20 30 60) in one lag pass
+        ns = ctx.windows() or [n]
+        res = ctx.shared("idx", 0, lambda: K.idx_extremes(x.values, ns, x.start, argmax=argmax), any_window=True)
+        out = res.get(n)
+        return _like(x, out if out is not None else K.idx_extremes(x.values, [n], x.start, argmax=argmax)[n])
 
     return impl
 
