@@ -21,10 +21,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from qlib_prefect.config.hashing import canonical_json
+from qlib_prefect.config.runtime import register_init_hook
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
-from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, release, run_stage
+from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
 
 __all__ = ["SAMPLE_DIR_ENV", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
@@ -87,13 +89,30 @@ def _load(config: Any) -> Any:
     return load_config(config)
 
 
-def _init_runtime(cfg: Any) -> tuple[str, str]:
-    """``init(**qlib_init)``; returns (data fingerprint, env hash)."""
+_INIT: dict[str, Any] = {"qinit": None}
+
+
+def _forget_init(_conf: Any) -> None:
+    _INIT["qinit"] = None  # any init() (ours or a user's) invalidates the reuse below
+
+
+register_init_hook(_forget_init)
+
+
+def _init_runtime(cfg: Any, *, reuse: bool = False) -> tuple[str, str]:
+    """``init(**qlib_init)`` (skipped with ``reuse`` when this process was last initialised with the same
+    ``qlib_init`` by this module); returns (data fingerprint, env hash)."""
     import qlib_prefect
-    from qlib_prefect.config.runtime import get_provider
+    from qlib_prefect.config.runtime import get_provider, is_initialized
 
     qinit = cfg.qlib_init
-    qlib_prefect.init(**qinit)
+    try:
+        sig = canonical_json(qinit)
+    except TypeError:
+        sig = None
+    if not (reuse and sig is not None and is_initialized() and _INIT["qinit"] == sig):
+        qlib_prefect.init(**qinit)
+        _INIT["qinit"] = sig
     try:
         fingerprint = get_provider().fingerprint()
     except QlibPrefectError:
@@ -209,7 +228,7 @@ def _workflow(
 
     t0 = time.perf_counter()
     cfg = _load(config)
-    fingerprint, env = _init_runtime(cfg)
+    fingerprint, env = _init_runtime(cfg, reuse=True)
     plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=__version__)
     by_name = {s.name: s for s in plan}
     store = ContentStore()
@@ -232,7 +251,8 @@ def _workflow(
             FLOW_RUN_TAG: flow_run_id, "hostname": _hostname(),
         })
         ctx = RunContext(task=task_cfg, plan=by_name, store_root=str(store.root),
-                         experiment_id=recorder.experiment_id, extra={"dataset_users": dataset_users(plan)})
+                         experiment_id=recorder.experiment_id,
+                         extra={"dataset_users": dataset_users(plan), "refresh": refresh})
         futures: dict[str, Any] = {}
         for spec in plan:
             stale = refresh or not store.exists(spec.store_stage, spec.key)
@@ -262,10 +282,12 @@ def _workflow(
         _prefect_artifact(summary)
     except BaseException:
         _CURRENT.reset(token)
+        _join_prewarm()
         clear_memo()
         R.end_exp("FAILED")
         raise
     _CURRENT.reset(token)
+    _join_prewarm()
     clear_memo()
     R.end_exp("FINISHED")
     summary["elapsed_s"] = time.perf_counter() - t0
@@ -308,17 +330,29 @@ def _prefect_artifact(summary: dict[str, Any]) -> None:
         logger.warning("could not create the Prefect artifact: %s", e)
 
 
-def _prewarm(cfg: Any) -> None:
-    """Open the MLflow store (imports, schema check/creation) while Prefect starts its API server."""
-    try:
-        from qlib_prefect.workflow._store import get_client, resolve_uri, retry_locked
+_PREWARM: list[threading.Thread] = []
 
-        exp_manager = cfg.qlib_init.get("exp_manager") or {}
-        uri = resolve_uri((exp_manager.get("kwargs") or {}).get("uri") if isinstance(exp_manager, dict) else None)
-        client = get_client(uri)
-        retry_locked(lambda: client.search_experiments(max_results=1))
-    except Exception as e:  # the flow itself reports real problems
-        logger.debug("prewarm skipped: %s", e)
+
+def _prewarm(cfg: Any, fingerprint: str, env: str, refresh: bool) -> None:
+    """While Prefect starts its API server, build the dataset into the in-process memo when a stage will need it
+    (the dataset stage then finds it ready). MLflow is not touched here: its first query configures SQLAlchemy
+    mappers globally and races Prefect's ORM import in the main thread."""
+    try:
+        from qlib_prefect._version import __version__
+
+        plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=__version__)
+        store = ContentStore()
+        by_name = {s.name: s for s in plan}
+        users = dataset_users(plan)
+        if refresh or any(not store.exists(by_name[n].store_stage, by_name[n].key) for n in users):
+            get_dataset(RunContext(task=cfg.task, plan=by_name, store_root=str(store.root)))
+    except Exception as e:  # the dataset stage builds it again and reports the error
+        logger.debug("dataset prebuild skipped: %s", e)
+
+
+def _join_prewarm() -> None:
+    while _PREWARM:
+        _PREWARM.pop().join()
 
 
 class _WorkflowFlow(Flow):
@@ -329,7 +363,12 @@ class _WorkflowFlow(Flow):
         config = args[0] if args else kwargs.get("config")
         if config is not None:
             cfg = _load(config)  # config errors fail here, naming the YAML path, before any flow run is created
-            threading.Thread(target=_prewarm, args=(cfg,), name="qlib-prefect-prewarm", daemon=True).start()
+            fingerprint, env = _init_runtime(cfg)
+            refresh = bool(kwargs.get("refresh", args[2] if len(args) > 2 else False))
+            th = threading.Thread(target=_prewarm, args=(cfg, fingerprint, env, refresh),
+                                  name="qlib-prefect-prewarm", daemon=True)
+            _PREWARM.append(th)
+            th.start()
         with lean_prefect_settings():
             return super().__call__(*args, **kwargs)
 

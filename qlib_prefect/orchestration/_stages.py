@@ -204,7 +204,8 @@ _RUNNERS = {"dataset": _run_dataset, "train": _run_train, "record": _run_record}
 def run_stage(ctx: RunContext, spec: StageSpec) -> dict[str, Any]:
     """Compute ``spec`` into the content store; returns the small reference ``{stage, key, path}``."""
     store = ctx.store
-    with store.build(spec.store_stage, spec.key, meta={"name": spec.name, "label": spec.label}) as tmp:
+    with store.build(spec.store_stage, spec.key, meta={"name": spec.name, "label": spec.label},
+                     overwrite=bool(ctx.extra.get("refresh"))) as tmp:
         rec = StoreRecorder(path=tmp, upstream=_upstream_dirs(ctx, spec), name=spec.name,
                             experiment_id=ctx.experiment_id)
         out = _RUNNERS[spec.kind](ctx, spec, rec)

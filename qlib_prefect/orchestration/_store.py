@@ -109,9 +109,11 @@ class ContentStore:
         return entry
 
     @contextmanager
-    def build(self, stage: str, key: str, meta: dict[str, Any] | None = None) -> Iterator[Path]:
+    def build(self, stage: str, key: str, meta: dict[str, Any] | None = None, *,
+              overwrite: bool = False) -> Iterator[Path]:
         """Yield a fresh temporary directory; on success it becomes the entry ``(stage, key)`` atomically.
 
+        An existing complete entry is kept (a concurrent builder won) unless ``overwrite`` (``--refresh``).
         On an exception the temporary directory is removed and the exception propagates (nothing is stored).
         """
         final = self.path(stage, key)
@@ -125,7 +127,7 @@ class ContentStore:
             (tmp / "meta.json").write_text(json.dumps(info, default=str, indent=1), encoding="utf-8")
             (tmp / COMPLETE_MARKER).write_text(key, encoding="utf-8")  # last file written
             if final.exists():  # an incomplete leftover or a concurrent builder's complete entry
-                if (final / COMPLETE_MARKER).is_file():
+                if (final / COMPLETE_MARKER).is_file() and not overwrite:
                     shutil.rmtree(tmp, ignore_errors=True)
                     return
                 old = final.parent / f".old-{key[:16]}-{uuid.uuid4().hex[:8]}"

@@ -85,3 +85,13 @@ def test_cache_policy_returns_the_stage_key() -> None:
     assert pol.compute_key(None, {"stage_key": "abc", "ctx": object()}, {}) == "abc"
     assert pol.compute_key(None, {}, {}) is None
     assert copy.deepcopy(pol).key_param == "stage_key"
+
+
+def test_store_keeps_a_complete_entry_unless_overwritten(tmp_path: Path) -> None:
+    store = ContentStore(root=tmp_path)
+    for value, overwrite in ((b"first", False), (b"second", False), (b"third", True)):
+        with store.build("s", "k", overwrite=overwrite) as tmp:
+            (tmp / "artifacts" / "v").write_bytes(value)
+    assert (store.require("s", "k").artifact_dir / "v").read_bytes() == b"third"
+    store.delete("s", "k")
+    assert not store.exists("s", "k") and not store.path("s", "k").exists()
