@@ -16,14 +16,14 @@ Example:
 from __future__ import annotations
 
 import getpass
-import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from qlib_prefect.config.hashing import config_hash
 
 __all__ = ["CONFIG_HASH_TAG", "VERSION_TAG", "GitState", "config_hash", "git_state", "run_params", "run_tags"]
 
@@ -36,12 +36,6 @@ _CODE_FILES = (
     (("status",), "code_status.txt"),
     (("diff", "--cached"), "code_cached.txt"),
 )
-
-
-def config_hash(config: Any) -> str:
-    """A stable 16-hex-digit hash of a (nested) config: key order does not matter; non-JSON values use ``str``."""
-    text = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class GitState:
