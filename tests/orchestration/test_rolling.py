@@ -216,3 +216,22 @@ def test_cli_plan_lists_windows_and_cache_status(small_data, isolated_home, mlfl
     assert rows[1].split()[2] != rows[0].split()[2]  # sliding: the train segment moves
     assert out[-1] == "3 windows, 3 to train, 0 cached"
     assert main(["rolling", str(path), "--step", "0", "--plan"]) == 2  # ConfigError -> exit code 2
+
+
+def test_sliced_union_raw_equals_per_window_build(small_data, isolated_home, mlflow_uri) -> None:
+    """Features computed once for the union and sliced per window == each window's own handler build."""
+    from qlib_prefect.orchestration._rolling import _drop_raw, _prepare, _rolling_tasks, _RunCtx, _window_dataset
+
+    cfg = rolling_config(small_data, mlflow_uri, 3, zscore=True)
+    _cfg, plan = _prepare(cfg, lambda t: [("rolling", x) for x in _rolling_tasks(t, STEP, "expanding", None)], True)
+    assert len({w.raw_group for w in plan.windows}) == 1 and len({w.handler_end for w in plan.windows}) == 3
+    shared = _RunCtx(store_root=str(isolated_home / "store"), raw_groups=plan.raw_groups)
+    alone = _RunCtx(store_root=str(isolated_home / "store"), raw_groups={}, share_raw=False)
+    try:
+        for w in (plan.windows[0], plan.windows[2]):
+            a, b = _window_dataset(shared, w), _window_dataset(alone, w)
+            for seg in ("train", "test"):
+                for key in ("infer", "learn"):
+                    pd.testing.assert_frame_equal(a.prepare(seg, data_key=key), b.prepare(seg, data_key=key))
+    finally:
+        _drop_raw()
