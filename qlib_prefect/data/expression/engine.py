@@ -211,6 +211,13 @@ class Evaluator:
     def evaluate_many(self, exprs: Sequence[str | Expression]) -> list[np.ndarray]:
         """Evaluate several expressions sharing sub-expressions; intermediates are freed as soon as
         no remaining expression needs them (peak memory stays small for Alpha158)."""
+        outs: list[np.ndarray] = []
+        self._each(exprs, lambda k, p: outs.append(self._finish(p)))
+        return outs
+
+    def _each(self, exprs: Sequence[str | Expression], consume: Any) -> None:
+        """:meth:`evaluate_many` streaming: ``consume(k, panel)`` gets each result (not yet cast to
+        float32 nor masked outside its span; see :meth:`_finish`) before its memory can be freed."""
         nodes = [parse(e) for e in exprs]
         texts = [e if isinstance(e, str) else str(n) for e, n in zip(exprs, nodes)]
         refs: dict[str, int] = {}
@@ -231,9 +238,8 @@ class Evaluator:
         self._refs = refs
         self._batch = _collect(nodes)
         try:
-            outs = []
-            for nd, text in zip(nodes, texts):
-                outs.append(self._finish(self._eval(nd, text)))
+            for k, (nd, text) in enumerate(zip(nodes, texts)):
+                consume(k, self._eval(nd, text))
                 self._release(str(nd))
         finally:
             self._refs = None
@@ -242,7 +248,6 @@ class Evaluator:
             self._prep_cache.clear()
             self._batch = {}
         self._trim()
-        return outs
 
     def span(self, exprs: Sequence[str | Expression]) -> tuple[np.ndarray, np.ndarray]:
         """Per instrument, the union ``(start, end)`` of the stored spans of the fields ``exprs`` read
@@ -453,6 +458,7 @@ def window_size(node: Expression) -> tuple[float, float]:
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _HEAP_LOCK = threading.Lock()
 _HEAP_DEPTH = [0]
+_HP_PREV: list[Any] = [None]
 _LIBC: list[Any] = []
 
 
@@ -480,26 +486,32 @@ def _heap_reuse() -> Iterator[None]:
     allocation: about 55,000 extra page faults, ~1 s of system time per build on the benchmark. Inside
     this block allocations up to 32 MiB come from the heap and the heap is not trimmed; on exit the
     thresholds are set to glibc's dynamic steady state (mmap 32 MiB, trim 64 MiB) and the free heap
-    memory is returned to the kernel (``malloc_trim``)."""
+    memory is returned to the kernel (``malloc_trim``). numpy's ``MADV_HUGEPAGE`` on large arrays is
+    also switched off in the block: with the kernel's THP ``defrag=madvise`` every fault of the 400 MB
+    feature frame may stall on memory compaction (measured on the shared build machine: system time
+    1.1 s -> 0.5 s per Alpha158 build)."""
     lib = _libc()
-    if lib is None:
-        yield
-        return
+    hp = getattr(np._core.multiarray, "_set_madvise_hugepage", None)  # type: ignore[attr-defined]
     with _HEAP_LOCK:
         _HEAP_DEPTH[0] += 1
         if _HEAP_DEPTH[0] == 1:
-            lib.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-            lib.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-            lib.mallopt(_M_TOP_PAD, 64 << 20)
+            if lib is not None:
+                lib.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+                lib.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+                lib.mallopt(_M_TOP_PAD, 64 << 20)
+            _HP_PREV[0] = hp(False) if hp is not None else None
     try:
         yield
     finally:
         with _HEAP_LOCK:
             _HEAP_DEPTH[0] -= 1
             if _HEAP_DEPTH[0] == 0:
-                lib.mallopt(_M_TOP_PAD, 128 << 10)
-                lib.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-                lib.malloc_trim(0)
+                if hp is not None and _HP_PREV[0] is not None:
+                    hp(_HP_PREV[0])
+                if lib is not None:
+                    lib.mallopt(_M_TOP_PAD, 128 << 10)
+                    lib.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+                    lib.malloc_trim(0)
 
 
 def _resolve_instruments(provider: Any, instruments: Any) -> tuple[list[str], dict[str, list] | None]:
@@ -586,12 +598,32 @@ def compute_features(
                 member[lo:hi, j] = True
         keep &= member
     ti, ci = np.nonzero(keep)  # row-major: sorted by (datetime, instrument)
-    lin = ti * len(codes) + ci  # ascending positions in the row-major ravel: a sequential gather
-    data = np.empty((len(ti), len(exprs)), dtype=np.float32, order="F")  # = pandas' block layout
+    lin_c = ti * len(codes) + ci  # positions in a C-order panel
+    lin_f = ci * t_len + ti  # positions in a time-contiguous (Fortran) panel, the engine's usual layout
+    has = keep.any(axis=0)
+    first = np.where(has, keep.argmax(axis=0), t_len)
+    last = np.where(has, t_len - 1 - keep[::-1].argmax(axis=0), -1)
+
+    def gather(ev: Evaluator, k: int, p: Panel) -> None:
+        v = p.values
+        if v.dtype.kind != "f" or not (np.all(p.start <= first) and np.all(p.end >= last)):
+            # bool/int results, or kept rows outside the result's span: the full float32 + NaN mask pass
+            v = ev._finish(p)
+        if v.dtype != np.float32:  # take() casting on the fly is 3x slower than cast + plain gather
+            with np.errstate(all="ignore"):  # as astype: NaN/inf/overflow quietly
+                np.copyto(buf, v, casting="unsafe")
+            v = buf
+        if v.flags.f_contiguous:
+            np.take(v.ravel(order="F"), lin_f, out=data[:, k], mode="clip")
+        else:
+            np.take(np.ascontiguousarray(v).ravel(), lin_c, out=data[:, k], mode="clip")
+
     with _heap_reuse():
+        data = np.empty((len(ti), len(exprs)), dtype=np.float32, order="F")  # = pandas' block layout
+        buf = np.empty((t_len, len(codes)), dtype=np.float32, order="F")
         for qs, ks in groups.items():
-            for k, panel in zip(ks, evs[qs].evaluate_many([exprs[k] for k in ks])):
-                np.take(np.ascontiguousarray(panel).ravel(), lin, out=data[:, k], mode="clip")  # lin is in range
+            ev = evs[qs]
+            ev._each([exprs[k] for k in ks], lambda i, p, ev=ev, ks=ks: gather(ev, ks[i], p))
     index = pd.MultiIndex.from_arrays(
         [cal[ti], pd.Index(np.asarray(codes, dtype=object)[ci], dtype=object)], names=["datetime", "instrument"]
     )
