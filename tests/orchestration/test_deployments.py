@@ -51,11 +51,12 @@ def _start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> 
     return p
 
 
-def _stop(p: subprocess.Popen | None, timeout: float = 20.0) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to the process group of ``p`` (by its PID)."""
+def _stop(p: subprocess.Popen | None, timeout: float = 15.0, first: signal.Signals = signal.SIGINT) -> None:
+    """``first`` (SIGINT), then SIGTERM, then SIGKILL to the process group of ``p`` (by its PID)."""
     if p is None:
         return
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+    t0 = time.monotonic()
+    for sig in (first, signal.SIGTERM, signal.SIGKILL):
         if p.poll() is not None:
             break
         with contextlib.suppress(ProcessLookupError):
@@ -65,6 +66,7 @@ def _stop(p: subprocess.Popen | None, timeout: float = 20.0) -> None:
     with contextlib.suppress(ProcessLookupError):  # leftovers of the group (flow-run children)
         os.killpg(p.pid, signal.SIGKILL)
     p._log_file.close()  # type: ignore[attr-defined]
+    print(f"stopped {' '.join(map(str, p.args[:4]))} in {time.monotonic() - t0:.1f}s")
 
 
 def _tail(log: Path, n: int = 40) -> str:
@@ -117,26 +119,38 @@ def _wait_flow_run(api_url: str, flow_run_id: str, timeout: float = 300.0) -> An
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`prefect server start` on 127.0.0.1:<free port>; yields the API URL, a child env and the log folder."""
+    """`prefect server start` on 127.0.0.1:<free port> and an `mlflow server` (started together).
+
+    Yields the API URL, the tracking URI, a child-process env (PREFECT_API_URL, a shared QLIB_PREFECT_HOME) and
+    the log folder.
+    """
     root = tmp_path_factory.mktemp("prefect_server")
-    port = _free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
+    port, mport = _free_port(), _free_port()
+    api_url, mlflow_uri = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{mport}"
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
     env.update({"PREFECT_HOME": str(root / "prefect_home"), "PREFECT_UI_ENABLED": "false",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 **{f"PREFECT_SERVER_SERVICES_{s}_ENABLED": "false" for s in SERVICES_OFF},
                 "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true"})
-    log = root / "server.log"
-    proc = _start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    log, mlog = root / "server.log", root / "mlflow.log"
+    procs = []
+    t0 = time.monotonic()
     try:
-        _wait_http(f"{api_url}/health", proc, log)
+        procs.append(_start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log))
+        procs.append(_start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mport),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                             "--artifacts-destination", str(root / "mlflow_artifacts")], env, mlog))
+        _wait_http(f"{api_url}/health", procs[0], log)
+        _wait_http(f"{mlflow_uri}/health", procs[1], mlog)
+        print(f"prefect + mlflow servers healthy in {time.monotonic() - t0:.1f}s")
         child = {**env, "PREFECT_API_URL": api_url, "QLIB_PREFECT_HOME": str(root / "qp_home"),
                  "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
         child.pop("PREFECT_UI_ENABLED")
-        yield {"api_url": api_url, "env": child, "root": root}
+        yield {"api_url": api_url, "mlflow_uri": mlflow_uri, "env": child, "root": root}
     finally:
-        _stop(proc)
+        for p in reversed(procs):
+            _stop(p, timeout=5.0, first=signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +161,13 @@ def deployed(server: dict[str, Any]) -> dict[str, Any]:
     pauses it (and deletes those runs) so that no scheduled retrain starts on the test workers.
     """
     env = server["env"]
+    t0 = time.monotonic()
     _cli(["work-pool", "create", POOL, "--type", "process"], env)
     out = _cli(["--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"], env)
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-    info: dict[str, Any] = {"deploy_output": out}
+    info: dict[str, Any] = {"deploy_output": out, "deploy_s": time.monotonic() - t0}
+    t0 = time.monotonic()
     with _client(server["api_url"]) as client:
         info["deployments"] = {f"{client.read_flow(d.flow_id).name}/{d.name}": d
                                for d in client.read_deployments()}
@@ -165,11 +181,32 @@ def deployed(server: dict[str, Any]) -> dict[str, Any]:
                 break
             time.sleep(1.0)
         info["scheduled_runs"] = runs
+        info["schedule_wait_s"] = time.monotonic() - t0
+        print(f"deploy {info['deploy_s']:.1f}s, scheduler {info['schedule_wait_s']:.1f}s")
         client.pause_deployment(rolling.id)
         for r in client.read_flow_runs(deployment_filter=dfilter):
             if r.state is not None and r.state.is_scheduled():
                 client.delete_flow_run(r.id)
     return info
+
+
+@pytest.fixture(scope="module")
+def workers(server: dict[str, Any], deployed: dict[str, Any]) -> Iterator[list[subprocess.Popen]]:
+    """Two process workers on the pool (one flow run at a time each), sharing QLIB_PREFECT_HOME."""
+    procs = []
+    try:
+        for name in ("a", "b"):
+            procs.append(_start(["env", "--default-signal=INT", PREFECT, "worker", "start", "--pool", POOL,
+                                 "--type", "process", "--limit", "1", "--name", f"worker-{name}"], server["env"],
+                                server["root"] / f"worker-{name}.log"))
+        yield procs
+    finally:
+        for p in procs:
+            _stop(p)
+
+
+def _worker_logs(server: dict[str, Any]) -> str:
+    return "\n".join(f"--- worker-{n}\n{_tail(server['root'] / f'worker-{n}.log')}" for n in ("a", "b"))
 
 
 def _write_yaml(path: Path, cfg: dict[str, Any]) -> Path:
@@ -213,25 +250,19 @@ def test_deploy_all_registers_deployments_and_cron_schedule(deployed: dict[str, 
         assert (t.hour, t.minute, t.weekday() < 5) == (18, 30, True)
 
 
-def test_deployment_run_from_cli_on_a_process_worker(server: dict[str, Any], deployed: dict[str, Any],
-                                                     small_data: Path, tmp_path: Path) -> None:
+def test_deployment_run_from_cli_on_a_process_worker(server: dict[str, Any], workers: list, small_data: Path,
+                                                     tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     env = server["env"]
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # a local store path, as a one-machine user has
     cfg_path = _write_yaml(tmp_path / "workflow.yaml", small_config(small_data, uri))
-    log = server["root"] / "worker-run.log"
-    worker = _start(["env", "--default-signal=INT", PREFECT, "worker", "start", "--pool", POOL, "--type",
-                     "process", "--name", "test-worker"], env, log)
-    try:
-        out = _cli(["deployment", "run", "qlib-workflow/qlib-workflow", "--param", f"config={cfg_path}"], env)
-        m = UUID_RE.search(out)
-        assert m, out
-        fr = _wait_flow_run(server["api_url"], m.group(0))
-        assert fr.state.is_completed(), f"{fr.state_name}: {fr.state.message}\n{_tail(log)}"
-        assert fr.parameters == {"config": str(cfg_path)}
-    finally:
-        _stop(worker)
+    out = _cli(["deployment", "run", "qlib-workflow/qlib-workflow", "--param", f"config={cfg_path}"], env)
+    m = UUID_RE.search(out)
+    assert m, out
+    fr = _wait_flow_run(server["api_url"], m.group(0))
+    assert fr.state.is_completed(), f"{fr.state_name}: {fr.state.message}\n{_worker_logs(server)}"
+    assert fr.parameters == {"config": str(cfg_path)}
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("workflow")
     [run] = client.search_runs([exp.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{fr.id}'")
@@ -261,54 +292,74 @@ def _rolling_cfg(data_dir: Path, uri: str, n_windows: int = 3, step: int = 40) -
     return cfg
 
 
-def test_rolling_windows_on_two_workers_with_mlflow_server(server: dict[str, Any], deployed: dict[str, Any],
+def test_rolling_windows_on_two_workers_with_mlflow_server(server: dict[str, Any], workers: list,
                                                            small_data: Path, tmp_path: Path) -> None:
     """A 3-window rolling job: one flow run per window over 2 worker processes, MLflow on a tracking server."""
     from mlflow.tracking import MlflowClient
 
-    env = {**server["env"], "QLIB_PREFECT_HOME": str(tmp_path / "shared_home")}  # the shared cache store
-    mport = _free_port()
-    mlflow_uri = f"http://127.0.0.1:{mport}"
-    mlog = tmp_path / "mlflow.log"
-    procs: list[subprocess.Popen] = []
-    try:
-        procs.append(_start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mport),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                             "--artifacts-destination", str(tmp_path / "mlflow_artifacts")], env, mlog))
-        workers = []
-        for name in ("a", "b"):
-            wlog = tmp_path / f"worker-{name}.log"
-            workers.append(_start(["env", "--default-signal=INT", PREFECT, "worker", "start", "--pool", POOL,
-                                   "--type", "process", "--limit", "1", "--name", f"worker-{name}"], env, wlog))
-        procs.extend(workers)
-        _wait_http(f"{mlflow_uri}/health", procs[0], mlog)
-        cfg_path = _write_yaml(tmp_path / "rolling.yaml", _rolling_cfg(small_data, mlflow_uri))
-        out_json = tmp_path / "summary.json"
-        code = ("import json, sys\n"
-                "from qlib_prefect.orchestration._deploy import run_rolling_on_workers\n"
-                "s = run_rolling_on_workers(sys.argv[1], step=40, rtype='expanding', experiment_name='rolling')\n"
-                "open(sys.argv[2], 'w').write(json.dumps(s, default=str))\n")
-        r = subprocess.run([sys.executable, "-c", code, str(cfg_path), str(out_json)], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, f"{r.stderr[-4000:]}\n--- worker a\n{_tail(tmp_path / 'worker-a.log')}"
-        summary = json.loads(out_json.read_text())
-        disp = summary["dispatched"]
-        assert sorted(d["window"] for d in disp) == [0, 1, 2]
-        assert all(d["state"] == "Completed" for d in disp)
-        # each window ran in a flow-run process started by one of the two workers, and both took part
-        assert {d["worker_pid"] for d in disp} == {w.pid for w in workers}
-        assert len({d["pid"] for d in disp}) == 3
-        # the parent found every window done (Cached) in the shared store: nothing retrained here
-        assert (summary["trained"], summary["cached"]) == (0, 3)
-        client = MlflowClient(mlflow_uri)
-        parent = client.get_run(summary["run_id"])
-        assert parent.info.status == "FINISHED"
-        assert {"pred.pkl", "label.pkl"} <= _artifacts(client, parent.info.run_id)
-        children = client.search_runs([parent.info.experiment_id],
-                                      filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-        assert len(children) == 3
-        assert all("pred.pkl" in _artifacts(client, c.info.run_id) for c in children)
-        assert summary["metrics"].get("IC") is not None
-    finally:
-        for p in reversed(procs):
-            _stop(p)
+    env = server["env"]  # QLIB_PREFECT_HOME shared with the workers: the content store and task results
+    mlflow_uri = server["mlflow_uri"]
+    cfg_path = _write_yaml(tmp_path / "rolling.yaml", _rolling_cfg(small_data, mlflow_uri))
+    out_json = tmp_path / "summary.json"
+    code = ("import json, sys\n"
+            "from qlib_prefect.orchestration._deploy import run_rolling_on_workers\n"
+            "s = run_rolling_on_workers(sys.argv[1], step=40, rtype='expanding', experiment_name='rolling')\n"
+            "open(sys.argv[2], 'w').write(json.dumps(s, default=str))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(cfg_path), str(out_json)], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{r.stderr[-4000:]}\n{_worker_logs(server)}"
+    summary = json.loads(out_json.read_text())
+    disp = summary["dispatched"]
+    assert sorted(d["window"] for d in disp) == [0, 1, 2]
+    assert all(d["state"] == "Completed" for d in disp)
+    # each window ran in a flow-run process started by one of the two workers, and both took part
+    assert {d["worker_pid"] for d in disp} == {w.pid for w in workers}
+    assert len({d["pid"] for d in disp}) == 3
+    # the parent found every window done (Cached) in the shared store: nothing retrained here
+    assert (summary["trained"], summary["cached"]) == (0, 3)
+    client = MlflowClient(mlflow_uri)
+    parent = client.get_run(summary["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert {"pred.pkl", "label.pkl"} <= _artifacts(client, parent.info.run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 3
+    assert all("pred.pkl" in _artifacts(client, c.info.run_id) for c in children)
+    assert summary["metrics"].get("IC") is not None
+
+
+def test_prefect_yaml_and_code_deployments_agree() -> None:
+    """`qlib-prefect serve` builds from code what deployments/prefect.yaml declares (names, parameters, cron)."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from qlib_prefect.orchestration._deploy import build_deployments
+
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
+    declared = {d["name"]: d for d in spec["deployments"]}
+    built = {d.name: d for d in build_deployments()}
+    assert set(declared) == set(built) == {"qlib-workflow", "rolling-retrain", "rolling-window"}
+    for name, d in built.items():
+        y = declared[name]
+        assert d.parameters == y["parameters"], name
+        assert [s.schedule.cron for s in d.schedules] == [s["cron"] for s in y["schedules"]], name
+        assert [s.schedule.timezone for s in d.schedules] == [s["timezone"] for s in y["schedules"]], name
+        # both entrypoints load the same flow object
+        yflow = load_flow_from_entrypoint(str(REPO / y["entrypoint"]) if ".py:" in y["entrypoint"]
+                                          else y["entrypoint"])
+        assert load_flow_from_entrypoint(d.entrypoint).name == yflow.name == d.flow_name
+    # serve's options override the defaults; no cron -> no schedule
+    [r] = build_deployments(config="/data/cfg.yaml", step=10, rtype="sliding", cron=None, names=["rolling-retrain"])
+    assert r.parameters == {"config": "/data/cfg.yaml", "step": 10, "rtype": "sliding"} and not r.schedules
+
+
+def test_jsonable_config_for_deployment_parameters() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from qlib_prefect.orchestration._deploy import jsonable_config
+
+    cfg = {"segments": {"test": (pd.Timestamp("2020-01-02"), None)}, "n": np.int64(3),
+           "t": pd.Timestamp("2020-01-02 10:30"), "p": Path("/x")}
+    out = jsonable_config(cfg)
+    assert out == {"segments": {"test": ["2020-01-02", None]}, "n": 3, "t": "2020-01-02T10:30:00", "p": "/x"}
+    assert json.loads(json.dumps(out)) == out
