@@ -181,3 +181,20 @@ def test_compute_features_market_config_uses_the_given_provider() -> None:
     df = compute_features(p, cfg, ["$close"])
     assert sorted(set(df.index.get_level_values("instrument"))) == ["AAA", "GGG"]
     assert len(df) == 180 + 12
+
+
+@pytest.mark.parametrize("name", sorted(META["files"]))
+def test_compute_features_instrument_threads_give_the_same_frame(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qlib_prefect.data.expression import engine
+
+    info = META["files"][name]
+    p = LocalProvider(GOLD / "data")
+    inst = p.instruments(info["market"])
+    args = (inst, info["fields"], None, info.get("start"), info.get("end"))
+    monkeypatch.setenv("QLIB_PREFECT_EXPR_THREADS", "1")
+    one = compute_features(p, *args)
+    monkeypatch.setenv("QLIB_PREFECT_EXPR_THREADS", "3")
+    monkeypatch.setattr(engine, "_MIN_CODES_PER_THREAD", 1)
+    assert engine._threads(len(inst)) == 3
+    three = compute_features(p, *args)
+    pd.testing.assert_frame_equal(one, three, check_exact=True)
