@@ -21,6 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from qlib_prefect.orchestration._cache import StageCachePolicy
+    from qlib_prefect.orchestration._deploy import (
+        build_deployments,
+        run_rolling_on_workers,
+        run_window_deployment,
+        serve_deployments,
+    )
     from qlib_prefect.orchestration._flow import current_recorder, plan_workflow, qlib_workflow, run_workflow
     from qlib_prefect.orchestration._rolling import (
         multi_horizon_workflow,
@@ -32,9 +38,10 @@ if TYPE_CHECKING:
     )
     from qlib_prefect.orchestration._store import ContentStore
 
-__all__ = ["ContentStore", "StageCachePolicy", "current_recorder", "multi_horizon_workflow", "plan_multi_horizon",
-           "plan_rolling", "plan_workflow", "qlib_workflow", "rolling_workflow", "run_multi_horizon", "run_rolling",
-           "run_workflow"]
+__all__ = ["ContentStore", "StageCachePolicy", "build_deployments", "current_recorder", "multi_horizon_workflow",
+           "plan_multi_horizon", "plan_rolling", "plan_workflow", "qlib_workflow", "rolling_workflow",
+           "run_multi_horizon", "run_rolling", "run_rolling_on_workers", "run_window_deployment", "run_workflow",
+           "serve_deployments"]
 
 _LAZY = {
     "ContentStore": "qlib_prefect.orchestration._store",
@@ -50,6 +57,11 @@ _LAZY = {
     "rolling_workflow": "qlib_prefect.orchestration._rolling",
     "run_multi_horizon": "qlib_prefect.orchestration._rolling",
     "run_rolling": "qlib_prefect.orchestration._rolling",
+    # deployments and windows on workers (helper N)
+    "build_deployments": "qlib_prefect.orchestration._deploy",
+    "run_rolling_on_workers": "qlib_prefect.orchestration._deploy",
+    "run_window_deployment": "qlib_prefect.orchestration._deploy",
+    "serve_deployments": "qlib_prefect.orchestration._deploy",
 }
 
 

@@ -363,3 +363,42 @@ def test_jsonable_config_for_deployment_parameters() -> None:
     out = jsonable_config(cfg)
     assert out == {"segments": {"test": ["2020-01-02", None]}, "n": 3, "t": "2020-01-02T10:30:00", "p": "/x"}
     assert json.loads(json.dumps(out)) == out
+
+
+def test_qlib_prefect_serve_runs_a_deployment(server: dict[str, Any], deployed: dict[str, Any], small_data: Path,
+                                             tmp_path: Path) -> None:
+    """`qlib-prefect serve` registers the deployments from code and runs a CLI-triggered flow run itself.
+
+    Last in the module: the deployed (work-pool) versions are deleted first, so that no worker takes the run.
+    """
+    from mlflow.tracking import MlflowClient
+
+    env = server["env"]
+    with _client(server["api_url"]) as client:
+        for name in ("qlib-workflow/qlib-workflow", "qlib-rolling/rolling-retrain"):
+            client.delete_deployment(client.read_deployment_by_name(name).id)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cfg_path = _write_yaml(tmp_path / "workflow.yaml", small_config(small_data, uri, topk=5))
+    log = tmp_path / "serve.log"
+    proc = _start(["env", "--default-signal=INT", str(BIN / "qlib-prefect"), "serve", "--config", str(cfg_path),
+                   "--only", "qlib-workflow", "--only", "rolling-retrain", "--no-schedule"], env, log, cwd=tmp_path)
+    try:
+        t_end = time.monotonic() + 120
+        while "being served" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < t_end, _tail(log)
+            time.sleep(0.5)
+        with _client(server["api_url"]) as client:
+            wf = client.read_deployment_by_name("qlib-workflow/qlib-workflow")
+            rolling = client.read_deployment_by_name("qlib-rolling/rolling-retrain")
+        assert wf.work_pool_name is None and wf.parameters == {"config": str(cfg_path)}
+        assert wf.entrypoint == "qlib_prefect.orchestration._flow.qlib_workflow"
+        assert not rolling.schedules  # --no-schedule
+        out = _cli(["deployment", "run", "qlib-workflow/qlib-workflow"], env)  # the served default config
+        fr = _wait_flow_run(server["api_url"], UUID_RE.search(out).group(0))
+        assert fr.state.is_completed(), f"{fr.state_name}: {fr.state.message}\n{_tail(log)}"
+    finally:
+        _stop(proc)
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("workflow").experiment_id],
+                               filter_string=f"tags.`prefect.flow_run_id` = '{fr.id}'")
+    assert "pred.pkl" in _artifacts(client, run.info.run_id)
