@@ -332,7 +332,7 @@ def __getattr__(name: str) -> Any:  # the flow is built on first use (keeps this
 
 
 def run_rolling_on_workers(
-    config: str,
+    config: str | dict[str, Any],
     *,
     step: int = 40,
     rtype: str = "expanding",
@@ -348,9 +348,10 @@ def run_rolling_on_workers(
 
     Every window not yet in the content store runs as a flow run of ``deployment`` (``run_deployment``;
     ``max_parallel`` at a time), on whichever workers poll its pool; then :data:`rolling_workflow` runs in this
-    process, finds every window ``Cached`` and writes the window runs and the summary run. ``config`` must be a
-    path the workers can read; the workers must share ``QLIB_PREFECT_HOME`` (content store and task results),
-    the data directory and the MLflow store (a tracking server). Returns the rolling summary plus
+    process, finds every window ``Cached`` and writes the window runs and the summary run. ``config`` is a
+    path the workers can read, or a dict (sent as JSON parameters); the workers must share
+    ``QLIB_PREFECT_HOME`` (content store and task results), the data directory and the MLflow store (a
+    tracking server). Returns the rolling summary plus
     ``"dispatched"``: one dict per window flow run (flow run id, state, host, worker pid).
     """
     from prefect.deployments import run_deployment
@@ -358,10 +359,21 @@ def run_rolling_on_workers(
     from qlib_prefect.orchestration import _rolling
     from qlib_prefect.orchestration._store import ContentStore
 
-    config = str(Path(config).expanduser().resolve()) if Path(str(config)).expanduser().is_file() else config
+    if isinstance(config, dict):  # the workers get it as JSON: plan from the same JSON form here
+        config = jsonable_config(config)
+    elif Path(str(config)).expanduser().is_file():
+        config = str(Path(str(config)).expanduser().resolve())
+    else:
+        raise ConfigError(f"run_rolling_on_workers: config file {config!r} not found (the workers need a path "
+                          "they can read, or pass the config as a dict)")
     _cfg, plan = _rolling_plan(config, step, rtype, trunc_days, refit_processors)
     store = ContentStore()
     todo = [w for w in plan.windows if refresh or not store.exists(_rolling.WINDOW_STAGE, w.key)]
+    if refresh:  # recompute: drop the old entries (windows here, summaries before the summary run)
+        for w in todo:
+            store.delete(_rolling.WINDOW_STAGE, w.key)
+        for key in plan.summaries.values():
+            store.delete(_rolling.SUMMARY_STAGE, key)
     logger.info("rolling on workers: %d of %d windows to train via %s", len(todo), len(plan.windows), deployment)
 
     def one(w: Any) -> dict[str, Any]:
