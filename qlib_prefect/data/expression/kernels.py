@@ -12,6 +12,8 @@ numerics qlib gets from pandas ``Series.rolling(N, min_periods=1)`` and qlib's C
 
 from __future__ import annotations
 
+import weakref
+
 import bottleneck as bn
 import numpy as np
 import pandas as pd
@@ -180,18 +182,42 @@ SUSPECT = {"sum": 1e-6, "mean": 1e-6, "std": 1e-4, "var": 1e-4}  # var: compared
 FALLBACK_STATS: dict[str, int] = {}
 
 
+_SCALE_CACHE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _scale(a: np.ndarray) -> np.ndarray:
+    """``max |a|`` per instrument, remembered for the same input array (Alpha158 rolls one input over
+    five windows)."""
+    hit = _SCALE_CACHE.get(id(a))
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    if not a.size:
+        return np.zeros(a.shape[1])
+    with np.errstate(invalid="ignore"):
+        scale = np.fmax(bn.nanmax(a, axis=0), -bn.nanmin(a, axis=0))
+    if len(_SCALE_CACHE) > 32:
+        _SCALE_CACHE.clear()
+    _SCALE_CACHE[id(a)] = (weakref.ref(a), scale)
+    return scale
+
+
 def _pandas_fallback(a: np.ndarray, res: np.ndarray, n: int, func: str) -> np.ndarray:
     """Recompute with pandas (bit-identical to qlib) the instruments where ``res`` is suspiciously
     close to zero relative to the instrument's largest value."""
+    scale = _scale(a)
     with np.errstate(invalid="ignore"):
-        scale = bn.nanmax(np.abs(a), axis=0) if a.size else np.zeros(a.shape[1])
-        mag = np.sqrt(np.abs(res)) if func == "var" else np.abs(res)
-        bad = mag < SUSPECT[func] * scale[None, :]
         if func in ("sum", "mean"):
             # an exact 0 from bottleneck is pandas' 0 too (float32-sourced values sum exactly in
             # float64); only tiny non-zero residues are suspect
-            bad &= res != 0
-    cols = np.flatnonzero(bad.any(axis=0))
+            mag = np.abs(res)
+            mag[res == 0] = np.inf
+        else:  # std >= 0
+            mag = np.abs(res) if func == "var" else res
+        low = bn.nanmin(mag, axis=0) if res.size else np.full(res.shape[1], np.nan)
+        if func == "var":
+            low = np.sqrt(low)
+        bad = low < SUSPECT[func] * scale
+    cols = np.flatnonzero(bad)
     FALLBACK_STATS[func] = FALLBACK_STATS.get(func, 0) + int(cols.size)
     if cols.size:
         sub = pd.DataFrame(np.asfortranarray(a[:, cols]), copy=False).rolling(int(n), min_periods=1)
