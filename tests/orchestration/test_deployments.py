@@ -326,6 +326,18 @@ def test_rolling_windows_on_two_workers_with_mlflow_server(server: dict[str, Any
     assert len(children) == 3
     assert all("pred.pkl" in _artifacts(client, c.info.run_id) for c in children)
     assert summary["metrics"].get("IC") is not None
+    # the rolling-retrain deployment from the CLI (its schedule is paused; manual runs still go) on a worker:
+    # the data did not change, so every window is Cached and only a new summary run is written
+    out = _cli(["deployment", "run", "qlib-rolling/rolling-retrain", "--param", f"config={cfg_path}",
+                "--param", "step=40", "--param", "rtype=expanding", "--param", "experiment_name=rolling"], env)
+    fr = _wait_flow_run(server["api_url"], UUID_RE.search(out).group(0))
+    assert fr.state.is_completed(), f"{fr.state_name}: {fr.state.message}\n{_worker_logs(server)}"
+    [retrain] = client.search_runs([parent.info.experiment_id],
+                                   filter_string="tags.`qlib_prefect.rolling.kind` = 'rolling' and "
+                                                 f"attributes.run_id != '{parent.info.run_id}'")
+    assert retrain.info.status == "FINISHED"
+    assert retrain.data.tags["qlib_prefect.rolling.trained"] == "0"
+    assert retrain.data.metrics["IC"] == pytest.approx(summary["metrics"]["IC"], abs=1e-12)
 
 
 def test_prefect_yaml_and_code_deployments_agree() -> None:
