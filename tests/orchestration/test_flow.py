@@ -97,3 +97,17 @@ def test_config_error_names_the_yaml_path(small_data, isolated_home, mlflow_uri)
     cfg["task"]["model"]["kwargs"]["learning_rat"] = cfg["task"]["model"]["kwargs"].pop("learning_rate")
     with pytest.raises(ConfigError, match=r"task\.model\.kwargs\.learning_rat.*did you mean 'learning_rate'"):
         qlib_workflow(cfg)
+
+
+def test_prefect_artifact_has_the_metrics_table(small_data, isolated_home, mlflow_uri) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    s = qlib_workflow(small_config(small_data, mlflow_uri))
+    flow_run_id = MlflowClient(mlflow_uri).get_run(s["run_id"]).data.tags["prefect.flow_run_id"]
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["qlib-workflow-results"])))
+    mine = [a for a in arts if str(a.flow_run_id) == flow_run_id]
+    assert len(mine) == 1 and mine[0].type == "markdown"
+    assert s["run_id"] in mine[0].data and "| IC |" in mine[0].data and "| Rank IC |" in mine[0].data
