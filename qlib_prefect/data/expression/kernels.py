@@ -106,8 +106,12 @@ def rolling_quantiles(x: np.ndarray, n: int, qs: list[float], chunk: int = 64) -
     outs = {q: np.empty((t_len, n_inst), order="F") for q in qs}
     if t_len == 0:
         return outs
-    padded = np.full((t_len + w - 1, n_inst), np.nan, order="F")
-    padded[w - 1 :] = a
+    a32 = a.astype(np.float32)
+    # float32 values (raw fields) sort ~30% faster as float32; the interpolation stays float64
+    exact = bool(np.array_equal(a32, a, equal_nan=True))
+    padded = np.full((t_len + w - 1, n_inst), np.nan, dtype=np.float32 if exact else np.float64, order="F")
+    padded[w - 1 :] = a32 if exact else a
+    del a32
     m_all = np.nan_to_num(bn.move_sum((~np.isnan(a)).astype(np.float64), w, min_count=1, axis=0)).astype(np.int64)
     for c0 in range(0, n_inst, chunk):
         sub = np.ascontiguousarray(padded[:, c0 : c0 + chunk].T)  # (c, T + w - 1)
@@ -120,17 +124,17 @@ def rolling_quantiles(x: np.ndarray, n: int, qs: list[float], chunk: int = 64) -
         for q, out in outs.items():
             kf = q * (w - 1)
             k = min(int(kf), w - 1)
-            lo, hi = srt[..., k], srt[..., min(k + 1, w - 1)]
+            lo = srt[..., k].astype(np.float64)
+            hi = srt[..., min(k + 1, w - 1)].astype(np.float64)
             r = lo if k == kf else lo + (hi - lo) * (kf - k)
             if ps.size:
                 idxf = q * (pm - 1)
                 idx = np.clip(idxf.astype(np.int64), 0, w - 1)
-                plo = np.take_along_axis(ps, idx[:, None], -1)[:, 0]
-                phi = np.take_along_axis(ps, np.minimum(idx + 1, w - 1)[:, None], -1)[:, 0]
+                plo = np.take_along_axis(ps, idx[:, None], -1)[:, 0].astype(np.float64)
+                phi = np.take_along_axis(ps, np.minimum(idx + 1, w - 1)[:, None], -1)[:, 0].astype(np.float64)
                 with np.errstate(invalid="ignore"):
                     pr = np.where(idx == idxf, plo, plo + (phi - plo) * (idxf - idx))
                 pr[pm == 0] = np.nan
-                r = r.copy() if r is lo else r
                 r[part] = pr
             out[:, c0 : c0 + chunk] = r.T
     return outs
