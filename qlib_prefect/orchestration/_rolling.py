@@ -572,15 +572,18 @@ def _summary_task(group: str, refresh: bool) -> Any:
 
 # ------------------------------------------------------------------------------------------ MLflow runs
 def _publish_window_fn(ref: dict[str, Any], w: WindowSpec, state: str, parent_id: str, experiment_id: str,
-                       uri: str) -> str:
+                       uri: str, run_name: str | None = None) -> str:
     """A new MLflow run for window ``w`` (child of ``parent_id``) holding the window's stage entry."""
     from qlib_prefect.orchestration._flow import _publish_fn
     from qlib_prefect.workflow._store import get_client, retry_locked
 
     client = get_client(uri)
-    tags = {PARENT_TAG: parent_id, WINDOW_TAG: str(w.index), TEST_SEGMENT_TAG: w.test_label(), GROUP_TAG: w.group,
-            KEY_TAG: w.key, "qlib_prefect.rolling.state": state, "mlflow.runName": f"window-{w.index}"}
-    run = retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=f"window-{w.index}"))
+    name = run_name or f"window-{w.index}"
+    tags = {PARENT_TAG: parent_id, TEST_SEGMENT_TAG: w.test_label(), GROUP_TAG: w.group, KEY_TAG: w.key,
+            "qlib_prefect.rolling.state": state, "mlflow.runName": name}
+    if w.index >= 0:
+        tags[WINDOW_TAG] = str(w.index)
+    run = retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
     run_id = run.info.run_id
     try:
         _publish_fn([ref], run_id, uri)
@@ -664,7 +667,8 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
             else:  # one child run per group; the parent gets the group's metrics prefixed
                 gw = WindowSpec(index=-1, group=group, task={"dataset": {"kwargs": {"segments": {
                     "test": (None, None)}}}}, key=skey, until=None, fingerprint="", raw_group=None)
-                _publish_window_fn(sref, gw, summary_states[group], parent.id, parent.experiment_id, parent.uri)
+                _publish_window_fn(sref, gw, summary_states[group], parent.id, parent.experiment_id, parent.uri,
+                                   run_name=f"summary-{group}")
                 entry_metrics = json.loads((Path(sref["path"]) / "metrics.json").read_text(encoding="utf-8"))
                 prefixed = {f"{group}.{k}": float(v) for k, v, _ in entry_metrics}
                 if prefixed:

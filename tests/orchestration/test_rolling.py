@@ -187,6 +187,12 @@ def test_multi_horizon(small_data, isolated_home, mlflow_uri) -> None:
     labels = [t["dataset"]["kwargs"]["handler"]["kwargs"]["label"][0][0] for t in tasks]
     assert labels == ["Ref($close, -2)/Ref($close, -1) - 1", "Ref($close, -6)/Ref($close, -1) - 1"]
     assert client.get_run(s["run_id"]).data.metrics["h5.IC"] == s["all_metrics"]["h5.IC"]
+    children = client.search_runs([s["experiment_id"]], filter_string=f"tags.`{PARENT_TAG}` = '{s['run_id']}'")
+    names = sorted(r.data.tags["mlflow.runName"] for r in children)
+    assert names == ["summary-h1", "summary-h5", "window-0", "window-1"]
+    h5 = next(r for r in children if r.data.tags["mlflow.runName"] == "summary-h5")
+    assert h5.data.metrics["IC"] == s["all_metrics"]["h5.IC"]
+    assert {"pred.pkl", "label.pkl", "sig_analysis/ic.pkl"} <= _artifacts(client, h5.info.run_id)
 
 
 def test_bad_windows_fail_before_running(small_data, isolated_home, mlflow_uri) -> None:
