@@ -44,12 +44,22 @@ def _f64(x: np.ndarray) -> np.ndarray:
     return np.asfortranarray(x, dtype=np.float64)
 
 
+_FINITE: dict[int, weakref.ref] = {}
+
+
 def _prep(x: np.ndarray) -> np.ndarray:
-    """What pandas' rolling/expanding/ewm feed their kernels: float64 with +-inf turned into NaN."""
+    """What pandas' rolling/expanding/ewm feed their kernels: float64 with +-inf turned into NaN (an
+    input already free of inf is remembered: Alpha158 rolls one input over five windows)."""
     a = _f64(x)
+    ref = _FINITE.get(id(a))
+    if ref is not None and ref() is a:
+        return a
     inf = np.isinf(a)
     if inf.any():
-        a = np.where(inf, np.nan, a)
+        return np.where(inf, np.nan, a)
+    if len(_FINITE) > 64:
+        _FINITE.clear()
+    _FINITE[id(a)] = weakref.ref(a)
     return a
 
 
