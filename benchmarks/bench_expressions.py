@@ -4,10 +4,12 @@
 
 Times ``Evaluator.evaluate_many`` (all 159 expressions on the full panel, fields already loaded) and
 ``compute_features`` (2014-01-01 .. 2018-02-07, membership masking, frame gather), wall and CPU seconds,
-best of 3. With ``--qlib`` the real qlib (``$QLIB_ORACLE_PYTHON`` or /work/qlib-venv/bin/python) computes
-the same ``D.features`` once (cached in ``benchmarks/out/qlib_alpha158_features.parquet``, ~5 min) and
-the script prints the cell-level parity: NaN positions, share of cells within
-``|ours - qlib| <= 1e-5 |qlib| + 1e-6``, share bit-identical, largest relative difference.
+best of 3 (``QLIB_PREFECT_EXPR_THREADS=k`` fixes the instrument threads of ``compute_features``; by
+default they follow the idle CPUs). With ``--qlib`` the real qlib (``$QLIB_ORACLE_PYTHON`` or
+/work/qlib-venv/bin/python) computes the same ``D.features`` once (cached in
+``benchmarks/out/qlib_alpha158_features.parquet``, ~5 min) and the script prints the cell-level parity:
+NaN positions, share of cells within ``|ours - qlib| <= 1e-5 |qlib| + 1e-6``, share bit-identical,
+largest relative difference.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ def main() -> None:
         f"wall {ev_w:.2f} s, cpu {ev_c:.2f} s"
     )
     cf_w, cf_c = _best(lambda: compute_features(p, "sp500", exprs, names, START, END))
-    print(f"compute_features({START}..{END}): wall {cf_w:.2f} s, cpu {cf_c:.2f} s")
+    print(
+        f"compute_features({START}..{END}): wall {cf_w:.2f} s, cpu {cf_c:.2f} s "
+        f"(threads {os.environ.get('QLIB_PREFECT_EXPR_THREADS') or 'auto'}, load {os.getloadavg()[0]:.1f})"
+    )
     if not args.qlib:
         return
     gold_path = OUT / "qlib_alpha158_features.parquet"
