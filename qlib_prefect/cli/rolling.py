@@ -6,6 +6,7 @@ Examples::
     qlib-prefect rolling workflow.yaml --step 20 --rtype sliding --max-workers 3
     qlib-prefect rolling workflow.yaml --step 40 --plan      # every window, its segments and cache status
     qlib-prefect rolling workflow.yaml --horizon 1 5 10      # multi-horizon (one task per label horizon)
+    qlib-prefect rolling workflow.yaml --step 40 --on-workers  # one flow run per window on Prefect workers
 
 The config's task is the template: ``RollingGen`` makes one task per test window of ``--step`` trading days
 (``--horizon``: ``MultiHorizonGen`` one per horizon, rolled when ``--step`` is given). Each window is a cached
@@ -42,6 +43,10 @@ def register(subparsers: Any) -> None:
                    help="MLflow experiment (default 'rolling' / 'multi_horizon'; the config's wins, as in qrun)")
     p.add_argument("--max-workers", type=int, default=None, help="windows trained concurrently (default 2)")
     p.add_argument("--dask", action="store_true", help="run windows on a local Dask cluster (needs prefect-dask)")
+    p.add_argument("--on-workers", action="store_true",
+                   help="run each window as a flow run of the 'qlib-rolling-window/rolling-window' deployment on "
+                        "Prefect workers (PREFECT_API_URL; shared QLIB_PREFECT_HOME and MLflow tracking server), "
+                        "then write the summary here; see deployments/README.md")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="do not refit learning processors per window (qlib's behaviour)")
     p.add_argument("--refresh", action="store_true", help="retrain every window (ignore and overwrite caches)")
@@ -85,6 +90,9 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
 
     ensure_sample_env(args.config)
     common = {"rtype": args.rtype, "trunc_days": args.trunc_days, "refit_processors": args.refit}
+    if args.on_workers and (args.horizon or args.dask):
+        print("error: --on-workers runs rolling windows only (not with --horizon or --dask)", file=sys.stderr)
+        return 2
     if args.horizon:
         kw = {"horizon": args.horizon, "label_leak_n": args.label_leak_n, "step": args.step, **common}
         if args.plan:
@@ -97,8 +105,14 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
         if args.plan:
             _print_plan(plan_rolling(args.config, **kw))
             return 0
-        run = lambda: run_rolling(args.config, **kw, experiment_name=args.experiment_name,  # noqa: E731
-                                  refresh=args.refresh, max_workers=args.max_workers, dask=args.dask)
+        if args.on_workers:
+            from qlib_prefect.orchestration._deploy import run_rolling_on_workers
+
+            run = lambda: run_rolling_on_workers(args.config, **kw, experiment_name=args.experiment_name,  # noqa: E731
+                                                 refresh=args.refresh)
+        else:
+            run = lambda: run_rolling(args.config, **kw, experiment_name=args.experiment_name,  # noqa: E731
+                                      refresh=args.refresh, max_workers=args.max_workers, dask=args.dask)
     try:
         summary = run()
     except KeyboardInterrupt:  # pragma: no cover

@@ -301,12 +301,10 @@ def test_rolling_windows_on_two_workers_with_mlflow_server(server: dict[str, Any
     mlflow_uri = server["mlflow_uri"]
     cfg_path = _write_yaml(tmp_path / "rolling.yaml", _rolling_cfg(small_data, mlflow_uri))
     out_json = tmp_path / "summary.json"
-    code = ("import json, sys\n"
-            "from qlib_prefect.orchestration._deploy import run_rolling_on_workers\n"
-            "s = run_rolling_on_workers(sys.argv[1], step=40, rtype='expanding', experiment_name='rolling')\n"
-            "open(sys.argv[2], 'w').write(json.dumps(s, default=str))\n")
-    r = subprocess.run([sys.executable, "-c", code, str(cfg_path), str(out_json)], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
+    # the documented switch: `qlib-prefect rolling --on-workers` (one flow run per window on the workers)
+    r = subprocess.run([sys.executable, "-m", "qlib_prefect.cli.main", "rolling", str(cfg_path), "--step", "40",
+                        "--rtype", "expanding", "--experiment-name", "rolling", "--on-workers",
+                        "--json", str(out_json)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{r.stderr[-4000:]}\n{_worker_logs(server)}"
     summary = json.loads(out_json.read_text())
     disp = summary["dispatched"]
