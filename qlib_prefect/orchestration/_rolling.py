@@ -36,7 +36,7 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ import pandas as pd
 from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 
 from qlib_prefect.errors import ConfigError, RecorderError
 from qlib_prefect.orchestration._cache import RECORD_MODULE, StageCachePolicy, resolve_dotted
@@ -448,10 +447,35 @@ class _RunCtx:
     store_root: str
     raw_groups: dict[str, dict[str, Any]]
     share_raw: bool = True
+    qlib_init: dict[str, Any] = field(default_factory=dict)  #: for task runners in other processes (Dask)
 
     @property
     def store(self) -> ContentStore:
         return ContentStore(root=self.store_root)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass as a plain dict of its fields, for task parameters. Plain dicts and lists travel intact
+    through every task runner; Prefect's ``quote`` wrapper does not survive Dask's (it arrives as a tuple)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _as_ctx(ctx: _RunCtx | dict[str, Any]) -> _RunCtx:
+    """The run context, with this process initialised for its data (a Dask worker process starts bare)."""
+    ctx = ctx if isinstance(ctx, _RunCtx) else _RunCtx(**ctx)
+    want = ctx.qlib_init.get("provider_uri")
+    if want is not None:
+        from qlib_prefect.config.runtime import is_initialized, provider_path
+
+        if not (is_initialized() and provider_path() == Path(str(want)).expanduser().resolve()):
+            import qlib_prefect
+
+            qlib_prefect.init(**ctx.qlib_init)
+    return ctx
+
+
+def _as_window(w: WindowSpec | dict[str, Any]) -> WindowSpec:
+    return w if isinstance(w, WindowSpec) else WindowSpec(**w)
 
 
 def _window_dataset(ctx: _RunCtx, w: WindowSpec) -> Any:
@@ -509,8 +533,10 @@ def _train_window(ctx: _RunCtx, w: WindowSpec, rec: StoreRecorder) -> None:
         record.generate()
 
 
-def _window_fn(ctx: _RunCtx, w: WindowSpec, stage_key: str) -> dict[str, Any]:
+def _window_fn(ctx: _RunCtx | dict[str, Any], w: WindowSpec | dict[str, Any], stage_key: str) -> dict[str, Any]:
     from prefect import get_run_logger
+
+    ctx, w = _as_ctx(ctx), _as_window(w)
 
     get_run_logger().info("training window %d, test %s (key %s)", w.index, w.test_label(), stage_key[:16])
     store = ctx.store
@@ -534,10 +560,12 @@ def _window_task(w: WindowSpec, refresh: bool) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ summary stage
-def _summary_fn(ctx: _RunCtx, group: str, window_refs: list[dict[str, Any]], records: list[Any],
+def _summary_fn(ctx: _RunCtx | dict[str, Any], group: str, window_refs: list[dict[str, Any]], records: list[Any],
                 stage_key: str) -> dict[str, Any]:
     from qlib_prefect.task.ens import RollingEnsemble
     from qlib_prefect.utils import init_instance_by_config
+
+    ctx = _as_ctx(ctx)
 
     store = ctx.store
     preds: dict[str, Any] = {}
@@ -571,9 +599,10 @@ def _summary_task(group: str, refresh: bool) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ MLflow runs
-def _publish_window_fn(ref: dict[str, Any], w: WindowSpec, state: str, parent_id: str, experiment_id: str,
-                       uri: str, run_name: str | None = None) -> str:
+def _publish_window_fn(ref: dict[str, Any], w: WindowSpec | dict[str, Any], state: str, parent_id: str,
+                       experiment_id: str, uri: str, run_name: str | None = None) -> str:
     """A new MLflow run for window ``w`` (child of ``parent_id``) holding the window's stage entry."""
+    w = _as_window(w)
     from qlib_prefect.orchestration._flow import _publish_fn
     from qlib_prefect.workflow._store import get_client, retry_locked
 
@@ -620,7 +649,7 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
             g = plan.raw_groups[w.raw_group]
             raw_groups.setdefault(w.raw_group, {"handler": g["handler"], "spec": g["spec"], "ends": []})
             raw_groups[w.raw_group]["ends"].append(w.handler_end)
-    ctx = _RunCtx(store_root=str(store.root), raw_groups=raw_groups)
+    ctx = _RunCtx(store_root=str(store.root), raw_groups=raw_groups, qlib_init=dict(cfg.qlib_init))
     exp_name = cfg.resolve_experiment_name(experiment_name or kind)
     exp = R.start_exp(experiment_name=exp_name, recorder_name=kind)
     parent = exp.active_recorder
@@ -632,7 +661,7 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
                            "qlib_prefect.rolling.windows": str(len(plan.windows))})
         futures = []
         for w in plan.windows:
-            fut = _window_task(w, stale[w.key]).submit(quote(ctx), quote(w), w.key)
+            fut = _window_task(w, stale[w.key]).submit(_fields(ctx), _fields(w), w.key)
             futures.append(fut)
         results: list[dict[str, Any]] = []
         pubs = []
@@ -647,7 +676,8 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
             ref = fut.result()
             results.append({"window": w.index, "group": w.group, "test": w.test_label(), "key": w.key,
                             "state": state, "ref": ref})
-            pubs.append(_publish_window.submit(ref, quote(w), state, parent.id, parent.experiment_id, parent.uri))
+            pubs.append(_publish_window.submit(ref, _fields(w), state, parent.id, parent.experiment_id,
+                                               parent.uri))
         if failed:
             failed[0][1].result(raise_on_failure=True)
             raise RecorderError(f"rolling windows did not complete: {[w.index for w, _ in failed]}")
@@ -659,7 +689,7 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
         for group, skey in plan.summaries.items():
             refs = [r["ref"] for r in results if r.get("group") == group]
             sstale = refresh or not store.exists(SUMMARY_STAGE, skey)
-            sfut = _summary_task(group, sstale).submit(quote(ctx), group, refs, quote(plan.summary_records), skey)
+            sfut = _summary_task(group, sstale).submit(_fields(ctx), group, refs, plan.summary_records, skey)
             sref = sfut.result()
             summary_states[group] = _state_name(sfut.state)
             if len(plan.summaries) == 1:
