@@ -115,8 +115,8 @@ class LGBModel(ModelFT):
                 weight = reweighter.reweight(df)
             if key == "train":
                 self.feature_names_ = [str(c) for c in x.columns]
-            # one C-ordered copy that LightGBM keeps as is (a frame's transposed block view would be copied again
-            # inside LightGBM), then drop the prepared frame before the next segment: lowers the fit's peak memory
+            # one C-ordered copy that LightGBM keeps as is (it would copy a frame's transposed block view again,
+            # with a warning), then drop the prepared frame before the next segment
             features, label = np.ascontiguousarray(x.to_numpy()), np.squeeze(y.to_numpy(), axis=1)
             del df, x, y
             ds = lgb.Dataset(features, label=label, weight=weight, free_raw_data=False)
