@@ -528,9 +528,9 @@ _MIN_CODES_PER_THREAD = 128
 
 
 def _threads(n_codes: int) -> int:
-    """Threads for :func:`compute_features`: ``$QLIB_PREFECT_EXPR_THREADS``, else the CPUs left idle by
-    the 1-minute load average (at most 4; a column split costs ~20% more CPU in total, which only pays
-    off on idle cores), with at least ``_MIN_CODES_PER_THREAD`` instruments each."""
+    """Threads for :func:`compute_features`: ``$QLIB_PREFECT_EXPR_THREADS``, else the CPUs this process may use
+    (at most 4), with at least ``_MIN_CODES_PER_THREAD`` instruments each. A column split costs ~20% more CPU
+    in total for a shorter wall time; set ``QLIB_PREFECT_EXPR_THREADS=1`` when the cores are busy anyway."""
     env = os.environ.get("QLIB_PREFECT_EXPR_THREADS", "").strip()
     if env:
         try:
@@ -539,14 +539,9 @@ def _threads(n_codes: int) -> int:
             raise DataError(f"QLIB_PREFECT_EXPR_THREADS must be an integer, got {env!r}") from None
     else:
         try:
-            cpus = len(os.sched_getaffinity(0))
+            want = min(4, len(os.sched_getaffinity(0)))
         except AttributeError:  # pragma: no cover - not Linux
-            cpus = os.cpu_count() or 1
-        try:
-            idle = cpus - os.getloadavg()[0]
-        except OSError:  # pragma: no cover - no load average
-            idle = 1.0
-        want = min(4, max(1, int(idle + 0.5)))
+            want = min(4, os.cpu_count() or 1)
     return max(1, min(want, n_codes // _MIN_CODES_PER_THREAD))
 
 
