@@ -512,6 +512,19 @@ def _label_config(label: Any, default: tuple[list[str], list[str]]) -> Any:
     return default if label is None else label
 
 
+def _alpha_loader(feature: Any, label: Any, filter_pipe: Any, freq: str, inst_processors: Any) -> dict[str, Any]:
+    """The ``QlibDataLoader`` config of the Alpha158/Alpha360 handlers (feature + label groups)."""
+    return {
+        "class": "QlibDataLoader",
+        "kwargs": {
+            "config": {"feature": feature, "label": label},
+            "filter_pipe": filter_pipe,
+            "freq": freq,
+            "inst_processors": inst_processors,
+        },
+    }
+
+
 class Alpha360(DataHandlerLP):
     """Alpha360 features (60 days of normalised prices and volume) + ``LABEL0``.
 
@@ -541,18 +554,8 @@ class Alpha360(DataHandlerLP):
         learn_processors = _DEFAULT_LEARN_PROCESSORS if learn_processors is None else learn_processors
         infer_processors = check_transform_proc(infer_processors, fit_start_time, fit_end_time)
         learn_processors = check_transform_proc(learn_processors, fit_start_time, fit_end_time)
-        data_loader = {
-            "class": "QlibDataLoader",
-            "kwargs": {
-                "config": {
-                    "feature": Alpha360DL.get_feature_config(),
-                    "label": _label_config(label, self.get_label_config()),
-                },
-                "filter_pipe": filter_pipe,
-                "freq": freq,
-                "inst_processors": inst_processors,
-            },
-        }
+        data_loader = _alpha_loader(Alpha360DL.get_feature_config(), _label_config(label, self.get_label_config()),
+                                    filter_pipe, freq, inst_processors)
         super().__init__(
             instruments=instruments,
             start_time=start_time,
@@ -597,18 +600,8 @@ class Alpha158(DataHandlerLP):
         learn_processors = _DEFAULT_LEARN_PROCESSORS if learn_processors is None else learn_processors
         infer_processors = check_transform_proc(infer_processors, fit_start_time, fit_end_time)
         learn_processors = check_transform_proc(learn_processors, fit_start_time, fit_end_time)
-        data_loader = {
-            "class": "QlibDataLoader",
-            "kwargs": {
-                "config": {
-                    "feature": self.get_feature_config(),
-                    "label": _label_config(label, self.get_label_config()),
-                },
-                "filter_pipe": filter_pipe,
-                "freq": freq,
-                "inst_processors": inst_processors,
-            },
-        }
+        data_loader = _alpha_loader(self.get_feature_config(), _label_config(label, self.get_label_config()),
+                                    filter_pipe, freq, inst_processors)
         super().__init__(
             instruments=instruments,
             start_time=start_time,
