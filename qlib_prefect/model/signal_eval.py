@@ -183,6 +183,20 @@ def _selected_mean(
     return out
 
 
+def _quantile_frame(
+    pred: pd.Series, label: pd.Series, date_col: str, quantile: float, dropna: bool
+) -> tuple[pd.DataFrame, np.ndarray, pd.Index, np.ndarray]:
+    """The aligned pred/label frame (rows without a date dropped), its date codes, the dates and, per date,
+    how many names the top/bottom ``quantile`` holds (shared by the long-short return and precision)."""
+    df = _aligned(pred, label, label_float64=False)
+    if dropna:
+        df = df.dropna()
+    codes, dates = _group_codes(df, date_col)
+    if (codes < 0).any():
+        df, codes = df[codes >= 0], codes[codes >= 0]
+    return df, codes, dates, _quantile_n(codes, len(dates), quantile)
+
+
 def calc_long_short_return(
     pred: pd.Series, label: pd.Series, date_col: str = "datetime", quantile: float = 0.2, dropna: bool = False
 ) -> tuple[pd.Series, pd.Series]:
@@ -190,16 +204,8 @@ def calc_long_short_return(
 
     Output dtypes as qlib's: long-short float64, ``long_avg`` in the label's dtype.
     """
-    df = _aligned(pred, label, label_float64=False)
-    if dropna:
-        df = df.dropna()
-    codes, dates = _group_codes(df, date_col)
-    if (codes < 0).any():
-        df, codes = df[codes >= 0], codes[codes >= 0]
-    g = len(dates)
-    n_sel = _quantile_n(codes, g, quantile)
-    lab = df["label"].to_numpy()
-    p = df["pred"].to_numpy()
+    df, codes, dates, n_sel = _quantile_frame(pred, label, date_col, quantile, dropna)
+    g, lab, p = len(dates), df["label"].to_numpy(), df["pred"].to_numpy()
     r_long = _selected_mean(lab, *_ranked(p, codes, g, True), codes, n_sel)
     r_short = _selected_mean(lab, *_ranked(p, codes, g, False), codes, n_sel)
     r_avg = df["label"].groupby(level=date_col).mean()
@@ -223,16 +229,8 @@ def calc_long_short_prec(
         label = label - label.groupby(level=date_col).mean()
     if int(1 / quantile) >= len(label.index.get_level_values(1).unique()):
         raise ValueError("Need more instruments to calculate precision")
-    df = _aligned(pred, label, label_float64=False)
-    if dropna:
-        df = df.dropna()
-    codes, dates = _group_codes(df, date_col)
-    if (codes < 0).any():
-        df, codes = df[codes >= 0], codes[codes >= 0]
-    g = len(dates)
-    n_sel = _quantile_n(codes, g, quantile)
-    lab = df["label"].to_numpy()
-    p = df["pred"].to_numpy()
+    df, codes, dates, n_sel = _quantile_frame(pred, label, date_col, quantile, dropna)
+    g, lab, p = len(dates), df["label"].to_numpy(), df["pred"].to_numpy()
     out = []
     for largest in (True, False):
         mask = _top_n_mask(*_ranked(p, codes, g, largest), codes, n_sel)
