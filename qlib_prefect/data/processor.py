@@ -500,9 +500,12 @@ class Fillna(Processor):
 
 
 class _FitWindow(Processor):
-    fit_start_time: Any
-    fit_end_time: Any
-    fields_group: Any
+    """A processor fitted on the rows of ``[fit_start_time, fit_end_time]`` of ``fields_group``."""
+
+    def __init__(self, fit_start_time: Any = None, fit_end_time: Any = None, fields_group: str | None = None) -> None:
+        self.fit_start_time = fit_start_time
+        self.fit_end_time = fit_end_time
+        self.fields_group = fields_group
 
     def _fit_values(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         sub = _slice_datetime(df, self.fit_start_time, self.fit_end_time)
@@ -531,11 +534,6 @@ class _FitWindow(Processor):
 class MinMaxNorm(_FitWindow):
     """``(x - min) / (max - min)`` with min/max fitted on ``[fit_start_time, fit_end_time]``."""
 
-    def __init__(self, fit_start_time: Any = None, fit_end_time: Any = None, fields_group: str | None = None) -> None:
-        self.fit_start_time = fit_start_time
-        self.fit_end_time = fit_end_time
-        self.fields_group = fields_group
-
     def fit(self, df: pd.DataFrame | None = None) -> None:
         _, x = self._fit_values(df)
         with np.errstate(all="ignore"):
@@ -561,11 +559,6 @@ class ZScoreNorm(_FitWindow):
 
     Columns with std 0 pass through unchanged (mean := 0, std := 1).
     """
-
-    def __init__(self, fit_start_time: Any = None, fit_end_time: Any = None, fields_group: str | None = None) -> None:
-        self.fit_start_time = fit_start_time
-        self.fit_end_time = fit_end_time
-        self.fields_group = fields_group
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
         _, x = self._fit_values(df)
@@ -605,9 +598,7 @@ class RobustZScoreNorm(_FitWindow):
         fields_group: str | None = None,
         clip_outlier: bool = True,
     ) -> None:
-        self.fit_start_time = fit_start_time
-        self.fit_end_time = fit_end_time
-        self.fields_group = fields_group
+        super().__init__(fit_start_time, fit_end_time, fields_group)
         self.clip_outlier = clip_outlier
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
