@@ -14,14 +14,10 @@ expanding windows (N=0), ``Ref(x, 0)``, EMA/ewm and the tiny online-algorithm re
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -30,6 +26,7 @@ import pandas as pd
 from qlib_prefect.data.base import FieldData
 from qlib_prefect.data.expression.ops import OPERATORS, Panel
 from qlib_prefect.data.expression.parser import Const, Expression, Feature, Op, parse
+from qlib_prefect.data.heap import heap_reuse
 from qlib_prefect.errors import DataError, ExpressionError
 
 __all__ = ["STANDARD_FIELDS", "Evaluator", "compute_features", "window_size"]
@@ -464,65 +461,6 @@ def window_size(node: Expression) -> tuple[float, float]:
     return lft, rght
 
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_HEAP_LOCK = threading.Lock()
-_HEAP_DEPTH = [0]
-_HP_PREV: list[Any] = [None]
-_LIBC: list[Any] = []
-
-
-def _libc() -> Any:
-    """glibc's ``mallopt``/``malloc_trim`` (``None`` on other C libraries)."""
-    if not _LIBC:
-        lib = None
-        try:
-            name = ctypes.util.find_library("c")
-            cand = ctypes.CDLL(name) if name else None
-            if cand is not None and hasattr(cand, "mallopt") and hasattr(cand, "malloc_trim"):
-                lib = cand
-        except OSError:  # pragma: no cover - no loadable C library
-            lib = None
-        _LIBC.append(lib)
-    return _LIBC[0]
-
-
-@contextmanager
-def _heap_reuse() -> Iterator[None]:
-    """Keep freed panel memory in the heap while expressions are evaluated (glibc only).
-
-    An Alpha158 build allocates and frees a few thousand 2.5-5 MB panels. With glibc's defaults those
-    pages go back to the kernel after each free and are page-faulted (zeroed) again on the next
-    allocation: about 55,000 extra page faults, ~1 s of system time per build on the benchmark. Inside
-    this block allocations up to 32 MiB come from the heap and the heap is not trimmed; on exit the
-    thresholds are set to glibc's dynamic steady state (mmap 32 MiB, trim 64 MiB) and the free heap
-    memory is returned to the kernel (``malloc_trim``). numpy's ``MADV_HUGEPAGE`` on large arrays is
-    also switched off in the block: with the kernel's THP ``defrag=madvise`` every fault of the 400 MB
-    feature frame may stall on memory compaction (measured on the shared build machine: system time
-    1.1 s -> 0.5 s per Alpha158 build)."""
-    lib = _libc()
-    hp = getattr(np._core.multiarray, "_set_madvise_hugepage", None)  # type: ignore[attr-defined]
-    with _HEAP_LOCK:
-        _HEAP_DEPTH[0] += 1
-        if _HEAP_DEPTH[0] == 1:
-            if lib is not None:
-                lib.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-                lib.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-                lib.mallopt(_M_TOP_PAD, 64 << 20)
-            _HP_PREV[0] = hp(False) if hp is not None else None
-    try:
-        yield
-    finally:
-        with _HEAP_LOCK:
-            _HEAP_DEPTH[0] -= 1
-            if _HEAP_DEPTH[0] == 0:
-                if hp is not None and _HP_PREV[0] is not None:
-                    hp(_HP_PREV[0])
-                if lib is not None:
-                    lib.mallopt(_M_TOP_PAD, 128 << 10)
-                    lib.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-                    lib.malloc_trim(0)
-
-
 #: instruments per thread below which compute_features stays single-threaded
 _MIN_CODES_PER_THREAD = 128
 
@@ -664,7 +602,7 @@ def compute_features(
             ev = evs[qs] if n_thr == 1 else evs[qs]._columns(lo, hi)
             ev._each([exprs[k] for k in ks], lambda i, p, ev=ev, ks=ks: gather(ev, ks[i], p))
 
-    with _heap_reuse():
+    with heap_reuse():
         data = np.empty((len(ti), len(exprs)), dtype=np.float32, order="F")  # = pandas' block layout
         if n_thr == 1:
             run_part(*parts[0])
