@@ -140,12 +140,16 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
     dtype = df.dtypes.iloc[0] if df.shape[1] else np.dtype(np.float32)
     if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
         raise TypeError(f"unsupported dtype {dtype}")
-    # row chunks into a memory-mapped .npy: no full consolidated copy of multi-block frames
-    values = np.lib.format.open_memmap(folder / f"{name}.values.npy", mode="w+", dtype=dtype, shape=df.shape)
+    # row chunks streamed into a C-order .npy: no full consolidated copy of multi-block frames, and no writable
+    # memory map (its pages would count in the process' RSS until it is closed)
+    path = folder / f"{name}.values.npy"
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(df.shape)}
     step = max(1, (16 << 20) // max(1, df.shape[1] * dtype.itemsize))
-    for a in range(0, df.shape[0], step):
-        values[a : a + step] = df.iloc[a : a + step].to_numpy(dtype=dtype)
-    values.flush()
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_2_0(f, header)
+        for a in range(0, df.shape[0], step):
+            f.write(np.ascontiguousarray(df.iloc[a : a + step].to_numpy(dtype=dtype)).data)
+    values = np.load(path, mmap_mode="r")  # read-only view for the checksum (two MiB read)
     idx = df.index
     if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
         raise TypeError("index must have two levels")
