@@ -37,9 +37,15 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from qlib_prefect.orchestration._settings import apply_env_defaults
+    from qlib_prefect.orchestration._settings import (
+        apply_env_defaults,
+        print_early_server,
+        start_api_server_early,
+    )
 
     apply_env_defaults()
+    if start_api_server_early():  # boots while the libraries import and the data loads
+        print_early_server()
     from qlib_prefect.cli.run import run_and_report
     from qlib_prefect.data.sample import sample_data_dir
 

@@ -82,9 +82,16 @@ def _report(summary: dict[str, Any]) -> None:
 
 
 def _cmd_rolling(args: argparse.Namespace) -> int:
-    from qlib_prefect.orchestration._settings import apply_env_defaults
+    from qlib_prefect.orchestration._settings import (
+        apply_env_defaults,
+        print_early_server,
+        start_api_server_early,
+    )
 
     apply_env_defaults()  # before prefect is imported / the ephemeral server starts
+    if not (args.plan or args.on_workers):
+        if start_api_server_early():  # boots while the libraries import and the data loads
+            print_early_server()
     from qlib_prefect.orchestration._flow import ensure_sample_env
     from qlib_prefect.orchestration._rolling import plan_multi_horizon, plan_rolling, run_multi_horizon, run_rolling
 

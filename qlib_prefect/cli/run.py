@@ -57,9 +57,16 @@ def run_and_report(config: str, *, experiment_name: str | None, refresh: bool, j
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from qlib_prefect.orchestration._settings import apply_env_defaults
+    from qlib_prefect.orchestration._settings import (
+        apply_env_defaults,
+        print_early_server,
+        start_api_server_early,
+    )
 
     apply_env_defaults()  # before prefect is imported / the ephemeral server starts
+    if not args.plan:
+        if start_api_server_early():  # boots while the libraries import and the data loads
+            print_early_server()
     if args.plan:
         print_plan(args.config)
         return 0

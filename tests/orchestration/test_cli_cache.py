@@ -83,3 +83,33 @@ def test_appended_data_recomputes_everything(prefect_api, session_tmp, tmp_path)
     after = _run(cfg, env, tmp_path)
     assert _states(after) == dict.fromkeys(STAGES, "Completed")
     assert after["metrics"]["IC"] != before["metrics"]["IC"]
+
+
+def test_run_without_api_url_starts_and_stops_a_temporary_server(small_data, tmp_path) -> None:
+    """No PREFECT_API_URL: the CLI starts Prefect's local API server at once (it boots while the data loads), runs
+    the flow against it and stops it on exit."""
+    import os
+    import re
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(QLIB_PREFECT_HOME=str(tmp_path / "home"), PREFECT_HOME=str(tmp_path / "prefect"))
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cfg = _write(tmp_path / "wf.yaml", small_config(small_data, uri))
+    out = tmp_path / "summary.json"
+    proc = subprocess.run([*CLI, "run", str(cfg), "--json", str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    m = re.search(r"Prefect API: temporary local server at http://127\.0\.0\.1:(\d+)/api", proc.stdout)
+    assert m, proc.stdout[-2000:]
+    assert _states(json.loads(out.read_text())) == dict.fromkeys(STAGES, "Completed")
+    assert (tmp_path / "prefect" / "prefect.db").exists()  # the flow run was recorded by that server
+    with socket.socket() as sock:  # and the server is gone with the command
+        assert sock.connect_ex(("127.0.0.1", int(m.group(1)))) != 0
+
+    bad = {**env, "QLIB_PREFECT_EARLY_SERVER": "0"}  # opt-out: Prefect starts its own server; no line printed
+    proc = subprocess.run([*CLI, "run", str(cfg), "--json", str(out)], env=bad, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "temporary local server" not in proc.stdout
+    assert _states(json.loads(out.read_text())) == dict.fromkeys(STAGES, "Cached")
