@@ -223,16 +223,23 @@ def store_handler_async(key: str, handler: Any) -> None:
     if nbytes < ASYNC_WRITE_BYTES:
         store_handler(key, handler)
         return
-    t = threading.Thread(target=store_handler, args=(key, handler), name=f"handler-cache-{key[:8]}", daemon=False)
+    t = threading.Thread(target=store_handler, args=(key, handler), kwargs={"adopt": True},
+                         name=f"handler-cache-{key[:8]}", daemon=False)
     t.start()
     _pending.append(t)
 
 
-def store_handler(key: str, handler: Any) -> bool:
-    """Write ``handler``'s frames and processors under ``key`` (atomically). Returns success."""
+def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
+    """Write ``handler``'s frames and processors under ``key`` (atomically). Returns success.
+
+    ``adopt``: then swap the handler's in-memory frames for the stored, memory-mapped ones (equal values and
+    index; frames are never modified in place), so their anonymous memory is freed and only the pages a later
+    step reads come back, from the page cache (what a warm-cache build gets).
+    """
     root = handler_cache_dir()
     final = root / key
     tmp = root / f".tmp-{key[:16]}-{uuid.uuid4().hex}"
+    written: dict[str, pd.DataFrame] = {}
     try:
         tmp.mkdir(parents=True)
         frames: dict[str, dict] = {}
@@ -246,6 +253,7 @@ def store_handler(key: str, handler: Any) -> bool:
                 continue
             frames[dk] = _save_frame(tmp, dk, df)
             seen[id(df)] = dk
+            written[dk] = df
         with (tmp / "processors.pkl").open("wb") as f:
             pickle.dump(
                 {k: getattr(handler, k) for k in ("infer_processors", "learn_processors", "shared_processors")},
@@ -254,11 +262,12 @@ def store_handler(key: str, handler: Any) -> bool:
             )
         meta = {"format": _FORMAT, "key": key, "frames": frames, "handler": type(handler).__qualname__}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if (final / "meta.json").exists():  # another process stored the same entry meanwhile
-            return True
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        if not (final / "meta.json").exists():  # else another process stored the same entry meanwhile
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        if adopt:
+            _adopt(final, handler, written)
         return True
     except (TypeError, OSError, pickle.PicklingError) as e:
         logger.info("handler cache: entry %s not stored (%s)", key[:12], e)
@@ -266,6 +275,20 @@ def store_handler(key: str, handler: Any) -> bool:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _adopt(folder: Path, handler: Any, written: dict[str, pd.DataFrame]) -> None:
+    """Point ``handler``'s attributes that still hold a frame of ``written`` to the memory-mapped copy in
+    ``folder`` (same data key, or its alias); anything unexpected leaves the in-memory frames in place."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        by_id = {id(df): _load_frame(folder, dk, meta["frames"][dk]) for dk, df in written.items()}
+        for attr in handler.ATTR_MAP.values():
+            new = by_id.get(id(getattr(handler, attr, None)))
+            if new is not None:
+                setattr(handler, attr, new)
+    except Exception as e:  # the in-memory frames stay; only memory is at stake
+        logger.info("handler cache: frames of %s kept in memory (%s)", folder.name[:12], e)
 
 
 def load_handler(key: str, handler: Any) -> bool:

@@ -418,10 +418,10 @@ class DataHandlerLP(DataHandler):
         self.cache_hit = False
         from qlib_prefect.data.heap import heap_reuse
 
-        with heap_reuse():  # big frames: reuse freed heap memory, no hugepage compaction stalls
-            t0 = time.perf_counter()
-            super().setup_data()
-            t1 = time.perf_counter()
+        t0 = time.perf_counter()
+        super().setup_data()  # the expression engine returns its freed panel memory to the kernel when done
+        t1 = time.perf_counter()
+        with heap_reuse():  # processors copy whole frames: no hugepage compaction stalls while they fault in
             if init_type == self.IT_FIT_IND:
                 self.fit()
                 self.process_data()

@@ -122,7 +122,8 @@ class LGBModel(ModelFT):
                 self.feature_names_ = [str(c) for c in x.columns]
             # one C-ordered copy that LightGBM keeps as is (it would copy a frame's transposed block view again,
             # with a warning), then drop the prepared frame before the next segment
-            features, label = np.ascontiguousarray(x.to_numpy()), np.squeeze(y.to_numpy(), axis=1)
+            features = np.ascontiguousarray(x.to_numpy())
+            label = np.ascontiguousarray(np.squeeze(y.to_numpy(), axis=1))  # a column of a memory-mapped frame
             del df, x, y
             if key == "train" and construct:
                 ds = lgb.Dataset(features, label=label, weight=weight, params=dict(self.params), free_raw_data=True)

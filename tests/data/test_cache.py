@@ -148,3 +148,35 @@ def test_large_entries_are_written_in_background(home, monkeypatch) -> None:
     second = build()
     assert second.cache_hit
     assert_same(first, second)
+
+
+def _mapped(df: pd.DataFrame) -> bool:
+    """Whether the frame's values live in a memory-mapped file (walks the ndarray base chain)."""
+    import mmap
+
+    arr = df._mgr.blocks[0].values
+    while arr is not None:
+        if isinstance(arr, (np.memmap, mmap.mmap)):
+            return True
+        arr = getattr(arr, "base", None)
+    return False
+
+
+def test_large_build_adopts_the_stored_memory_mapped_frames(home, monkeypatch) -> None:
+    """Frames written in the background are swapped for their memory-mapped copies (their anonymous memory is
+    freed): same values and index, raw/infer aliasing kept, and a later hit reads the same entry."""
+    cfg = json.loads(json.dumps(CFG))
+    del cfg["kwargs"]["infer_processors"]  # Alpha158's default: infer is the raw frame itself
+    small = build(cfg)  # below the threshold: written synchronously, frames stay in memory
+    assert not small.cache_hit and not any(_mapped(getattr(small, a)) for a in small.ATTR_MAP.values())
+    hcache.clear_handler_cache()
+    monkeypatch.setattr(hcache, "ASYNC_WRITE_BYTES", 0)  # every entry goes through the background writer
+    built = build(cfg)
+    assert not built.cache_hit
+    before = {dk: built.fetch(col_set="__raw", data_key=dk).copy() for dk in ("raw", "infer", "learn")}
+    hcache.wait_for_pending_writes()
+    for dk, attr in built.ATTR_MAP.items():
+        assert _mapped(getattr(built, attr)), dk
+        pd.testing.assert_frame_equal(built.fetch(col_set="__raw", data_key=dk), before[dk])
+    assert built._data is built._infer
+    assert_same(built, build(cfg))
