@@ -248,6 +248,14 @@ def update_config(base_config: Mapping[str, Any], ext_config: Any) -> dict[str, 
 
 # ----------------------------------------------------------------------------------- LightGBM params
 @functools.lru_cache(maxsize=1)
+def _bundled_lightgbm_names() -> frozenset[str]:
+    """The LightGBM 4.7 parameter names and aliases shipped with the package (no lightgbm import)."""
+    from qlib_prefect.config._lightgbm_params import LIGHTGBM_PARAM_ALIASES
+
+    return frozenset(LIGHTGBM_PARAM_ALIASES) | {a for v in LIGHTGBM_PARAM_ALIASES.values() for a in v}
+
+
+@functools.lru_cache(maxsize=1)
 def lightgbm_param_names() -> frozenset[str]:
     """Every LightGBM parameter name and alias (from the installed lightgbm, else the bundled 4.7 list)."""
     aliases: Mapping[str, Any]
@@ -266,9 +274,10 @@ def lightgbm_param_names() -> frozenset[str]:
 
 
 # ------------------------------------------------------------------------------------------ signatures
-#: (module, class) whose ``**kwargs`` is a pass-through to another library: label, accepted-names function.
-_KWARGS_SINKS: dict[tuple[str, str], tuple[str, Any]] = {
-    ("qlib_prefect.model.gbdt", "LGBModel"): ("LightGBM", lightgbm_param_names),
+#: (module, class) whose ``**kwargs`` is a pass-through to another library: label, a cheap names function (checked
+#: first) and the full names function (asked only for a name the cheap one lacks: importing lightgbm costs ~0.7 s).
+_KWARGS_SINKS: dict[tuple[str, str], tuple[str, Any, Any]] = {
+    ("qlib_prefect.model.gbdt", "LGBModel"): ("LightGBM", _bundled_lightgbm_names, lightgbm_param_names),
 }
 #: constructor arguments supplied at run time, never required in a config.
 _INJECTED = frozenset({"recorder", "model", "dataset", "trade_exchange", "level_infra", "common_infra"})
@@ -293,6 +302,12 @@ class _SigInfo(typing.NamedTuple):
     open: bool  # accepts any keyword (unknown **kwargs target)
     sink: str | None  # label of a pass-through (e.g. "LightGBM")
     sink_names: frozenset[str]
+    sink_all: Any = None  # () -> every name of the pass-through, for names not in ``sink_names``
+
+    def accepts(self, key: str) -> bool:
+        if key in self.accepted or key in self.sink_names:
+            return True
+        return self.sink_all is not None and key in self.sink_all()
 
 
 def _params_of(fn: Any, skip_first: bool) -> tuple[list[inspect.Parameter], bool] | None:
@@ -343,7 +358,7 @@ def _signature_info(cls: type) -> _SigInfo:
             required = frozenset(p.name for p in named if p.default is p.empty)
         sink = _KWARGS_SINKS.get((klass.__module__, klass.__name__))
         if sink is not None and has_var:
-            return _SigInfo(frozenset(accepted), required, False, sink[0], frozenset(sink[1]()))
+            return _SigInfo(frozenset(accepted), required, False, sink[0], frozenset(sink[1]()), sink[2])
         if not has_var:
             break
         if not klass.__module__.startswith("qlib_prefect"):
@@ -568,7 +583,7 @@ class _Validator:
         name = cls.__name__
         if not info.open:
             for key in kwargs:
-                if key in info.accepted or key in info.sink_names:
+                if info.accepts(key):
                     continue
                 hint = _suggest(key, info.accepted | info.sink_names)
                 if hint:

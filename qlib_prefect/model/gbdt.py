@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from qlib_prefect.errors import ConfigError, DataError
 from qlib_prefect.model.base import ModelFT
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 __all__ = ["LGBModel"]
 
@@ -98,6 +100,8 @@ class LGBModel(ModelFT):
         """LightGBM datasets for ``train`` (and ``valid``). ``construct``: bin ``train`` at once with the model's
         parameters (as ``lgb.train`` would) and drop its raw copy before ``valid`` is prepared (lower peak
         memory; the binned dataset is the same)."""
+        import lightgbm as lgb  # lazy: importing it (and scikit-learn through it) takes ~0.7 s
+
         segments = getattr(dataset, "segments", None)
         if segments is None or "train" not in segments:
             raise ConfigError("LGBModel.fit: the dataset has no 'train' segment")
@@ -148,6 +152,8 @@ class LGBModel(ModelFT):
         **kwargs: Any,
     ) -> LGBModel:
         """Train; ``recorder`` (default: the active R run, if any) receives the per-iteration metrics."""
+        import lightgbm as lgb
+
         evals_result = {} if evals_result is None else evals_result
         ds_l = self._prepare_data(dataset, reweighter, construct=True)
         ds, names = zip(*ds_l)
@@ -191,6 +197,8 @@ class LGBModel(ModelFT):
         """Train ``num_boost_round`` more trees on the train segment, starting from the fitted booster."""
         if self.model is None:
             raise ValueError("model is not fitted yet!")
+        import lightgbm as lgb
+
         dtrain, _ = self._prepare_data(dataset, reweighter)[0]
         self.model = lgb.train(
             self.params,
