@@ -350,6 +350,20 @@ def _prewarm(cfg: Any, fingerprint: str, env: str, refresh: bool) -> None:
         logger.debug("dataset prebuild skipped: %s", e)
 
 
+def _warm_tracking() -> None:
+    """Open the MLflow store of the run to come (import, engine, schema) in this thread, while the Prefect API
+    server starts or the dataset builds; the flow's ``R.start_exp`` then finds the client ready."""
+    try:
+        from qlib_prefect.workflow import R
+        from qlib_prefect.workflow.expm import MLflowExpManager
+
+        manager = R.exp_manager
+        if isinstance(manager, MLflowExpManager):
+            manager.client  # noqa: B018 - builds and caches the client of the manager's URI
+    except Exception as e:  # the flow opens it again and reports the error
+        logger.debug("tracking warm-up skipped: %s", e)
+
+
 def _join_prewarm() -> None:
     while _PREWARM:
         _PREWARM.pop().join()
@@ -369,7 +383,8 @@ class _WorkflowFlow(Flow):
                                   name="qlib-prefect-prewarm", daemon=True)
             _PREWARM.append(th)
             th.start()
-        with lean_prefect_settings():
+            _warm_tracking()
+        with lean_prefect_settings():  # waits for an API server the CLI started early
             return super().__call__(*args, **kwargs)
 
 
