@@ -95,3 +95,51 @@ def test_store_keeps_a_complete_entry_unless_overwritten(tmp_path: Path) -> None
     assert (store.require("s", "k").artifact_dir / "v").read_bytes() == b"third"
     store.delete("s", "k")
     assert not store.exists("s", "k") and not store.path("s", "k").exists()
+
+
+def test_cpu_slot_serialises_fits_that_would_oversubscribe(monkeypatch) -> None:
+    """Two fits wanting every CPU run one after the other; two single-thread fits on two CPUs run together."""
+    import threading
+
+    from qlib_prefect.orchestration import _stages
+    from qlib_prefect.orchestration._stages import cpu_slot, fit_threads
+
+    monkeypatch.setattr(_stages, "_cpus", lambda: 2)
+
+    class M:
+        def __init__(self, **params):
+            self.params = params
+
+    assert fit_threads(M(num_threads=1)) == 1 and fit_threads(M(nthread=8)) == 2
+    assert fit_threads(M()) == 2 and fit_threads(object()) == 2 and fit_threads(M(num_threads=-1)) == 2
+
+    def run(threads: int) -> list[str]:
+        events: list[str] = []
+        first_in, release = threading.Event(), threading.Event()
+
+        def first() -> None:
+            with cpu_slot(threads):
+                events.append("first in")
+                first_in.set()
+                release.wait(10)
+                events.append("first out")
+
+        def second() -> None:
+            first_in.wait(10)
+            with cpu_slot(threads):
+                events.append("second in")
+            release.set()
+
+        ts = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in ts:
+            t.start()
+        second_done = threading.Event()
+        threading.Thread(target=lambda: (ts[1].join(), second_done.set())).start()
+        if not second_done.wait(0.5):  # the second fit is waiting for the first one's CPUs
+            release.set()
+        for t in ts:
+            t.join(10)
+        return events
+
+    assert run(1) == ["first in", "second in", "first out"]
+    assert run(2) == ["first in", "first out", "second in"]
