@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,6 +100,39 @@ def _values(df: pd.DataFrame, pos: np.ndarray) -> np.ndarray:
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float32)
     return arr
+
+
+#: frames with at least this many cells take their rows in column chunks on threads (numpy releases the GIL)
+_THREADED_TAKE_CELLS = 8_000_000
+
+
+def take_rows(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``df.iloc[rows]`` (``rows`` sorted positions); a large frame of one float dtype is gathered column by
+    column on up to 4 threads into one new F-ordered block (the same frame, built ~2x faster on 2 CPUs)."""
+    dtypes = set(df.dtypes)
+    if df.shape[0] * df.shape[1] < _THREADED_TAKE_CELLS or len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+        return df.iloc[rows]
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        n_thr = max(1, min(4, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not Linux
+        n_thr = max(1, min(4, os.cpu_count() or 1))
+    out = np.empty((len(rows), df.shape[1]), dtype=next(iter(dtypes)), order="F")
+
+    def part(cols: range) -> None:
+        for j in cols:
+            np.take(df.iloc[:, j].to_numpy(), rows, out=out[:, j], mode="clip")  # rows are valid positions
+
+    bounds = np.linspace(0, df.shape[1], n_thr + 1).astype(int)
+    chunks = [range(bounds[i], bounds[i + 1]) for i in range(n_thr)]
+    if n_thr == 1:
+        part(chunks[0])
+    else:
+        with ThreadPoolExecutor(n_thr, thread_name_prefix="qlib-prefect-take") as pool:
+            for f in [pool.submit(part, c) for c in chunks]:
+                f.result()
+    return pd.DataFrame(out, index=df.index[rows], columns=df.columns, copy=False)
 
 
 def _group_slices(df: pd.DataFrame) -> list[slice]:
@@ -385,7 +419,7 @@ class DropnaProcessor(Processor):
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
         bad = np.isnan(_values(df, pos)).any(axis=1)
-        return df if not bad.any() else df.iloc[np.flatnonzero(~bad)]
+        return df if not bad.any() else take_rows(df, np.flatnonzero(~bad))
 
 
 class DropnaLabel(DropnaProcessor):

@@ -596,7 +596,8 @@ def compute_features(
                 np.take(v.ravel(order="F"), lin, out=data[:, k], mode="clip")
             else:
                 np.take(v.ravel(order="F"), lin, out=tmp, mode="clip")
-                np.put(data[:, k], sel, tmp)  # this part's rows of the (datetime, instrument) frame
+                col = data[:, k]
+                col[sel] = tmp  # this part's rows of the (datetime, instrument) frame (faster than np.put)
 
         for qs, ks in groups.items():
             ev = evs[qs] if n_thr == 1 else evs[qs]._columns(lo, hi)
