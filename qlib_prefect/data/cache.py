@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 #: environment variable; ``0``/``false``/``off``/``no`` disables the handler cache
 ENV_DISABLE = "QLIB_PREFECT_HANDLER_CACHE"
-_FORMAT = 1
+_FORMAT = 2  # 2: values in Fortran order
 
 
 _CODE_FP: str | None = None
@@ -140,15 +140,14 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
     dtype = df.dtypes.iloc[0] if df.shape[1] else np.dtype(np.float32)
     if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
         raise TypeError(f"unsupported dtype {dtype}")
-    # row chunks streamed into a C-order .npy: no full consolidated copy of multi-block frames, and no writable
-    # memory map (its pages would count in the process' RSS until it is closed)
+    # column by column into a Fortran-order .npy (pandas keeps a frame's columns contiguous, so nothing is copied
+    # or transposed), with plain file writes: no writable memory map, whose pages would count in the RSS
     path = folder / f"{name}.values.npy"
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(df.shape)}
-    step = max(1, (16 << 20) // max(1, df.shape[1] * dtype.itemsize))
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": True, "shape": tuple(df.shape)}
     with path.open("wb") as f:
         np.lib.format.write_array_header_2_0(f, header)
-        for a in range(0, df.shape[0], step):
-            f.write(np.ascontiguousarray(df.iloc[a : a + step].to_numpy(dtype=dtype)).data)
+        for j in range(df.shape[1]):
+            f.write(np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=dtype)).data)
     values = np.load(path, mmap_mode="r")  # read-only view for the checksum (two MiB read)
     idx = df.index
     if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:

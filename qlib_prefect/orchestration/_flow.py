@@ -23,6 +23,7 @@ from prefect.utilities.annotations import quote
 
 from qlib_prefect.config.hashing import canonical_json
 from qlib_prefect.config.runtime import register_init_hook
+from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
@@ -284,11 +285,13 @@ def _workflow(
         _CURRENT.reset(token)
         _join_prewarm()
         clear_memo()
+        wait_for_pending_writes()
         R.end_exp("FAILED")
         raise
     _CURRENT.reset(token)
     _join_prewarm()
     clear_memo()
+    wait_for_pending_writes()  # the handler cache entry of this run's dataset is complete when the flow ends
     R.end_exp("FINISHED")
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary

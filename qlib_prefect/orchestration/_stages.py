@@ -185,10 +185,9 @@ def _accepts(fn: Any, name: str) -> bool:
 
 
 def _run_dataset(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> None:
-    from qlib_prefect.data.cache import wait_for_pending_writes
-
+    # the prepared data goes to the handler cache in the background while training starts (the flow waits for
+    # the write before it ends; a process that finds no entry just builds the data again)
     dataset = get_dataset(ctx)
-    wait_for_pending_writes()  # the prepared data lives in the handler cache: the stage ends when it is written
     try:
         rec.save_objects(dataset=_light_dataset(dataset))
     except Exception as e:  # an unpicklable custom dataset: the run just lacks the ``dataset`` artifact
