@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +79,29 @@ def log_eval_history(recorder: Any, evals_result: dict[str, dict[str, list[float
     return sum(len(r) for r in rows)
 
 
+def _c_copy(arr: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of a 2-D array (LightGBM bins row-major data without another copy), in row blocks on up
+    to 4 threads: from a column-ordered frame this is a transposing copy, ~0.7 s for Alpha158's train set alone."""
+    if arr.flags.c_contiguous:
+        return arr
+    out = np.empty(arr.shape, dtype=arr.dtype, order="C")
+    try:
+        n_thr = max(1, min(4, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not Linux
+        n_thr = max(1, min(4, os.cpu_count() or 1))
+    if n_thr == 1 or arr.size < 4_000_000:
+        np.copyto(out, arr)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, arr.shape[0], n_thr + 1).astype(int)
+    with ThreadPoolExecutor(n_thr, thread_name_prefix="qlib-prefect-copy") as pool:
+        jobs = [pool.submit(np.copyto, out[a:b], arr[a:b]) for a, b in itertools.pairwise(bounds)]
+        for j in jobs:
+            j.result()
+    return out
+
+
 class LGBModel(ModelFT):
     """LightGBM regressor/classifier trained on a ``DatasetH`` (qlib's ``LGBModel``)."""
 
@@ -126,7 +151,7 @@ class LGBModel(ModelFT):
                 self.feature_names_ = [str(c) for c in x.columns]
             # one C-ordered copy that LightGBM keeps as is (it would copy a frame's transposed block view again,
             # with a warning), then drop the prepared frame before the next segment
-            features = np.ascontiguousarray(x.to_numpy())
+            features = _c_copy(x.to_numpy())
             label = np.ascontiguousarray(np.squeeze(y.to_numpy(), axis=1))  # a column of a memory-mapped frame
             del df, x, y
             if key == "train" and construct:
