@@ -498,7 +498,7 @@ def _window_dataset(ctx: _RunCtx, w: WindowSpec) -> Any:
 
 def _train_window(ctx: _RunCtx, w: WindowSpec, rec: StoreRecorder) -> None:
     from qlib_prefect.model.base import Model
-    from qlib_prefect.orchestration._stages import _accepts, _light_dataset, cpu_slot, fit_threads
+    from qlib_prefect.orchestration._stages import _accepts, _light_dataset
     from qlib_prefect.utils import flatten_dict, init_instance_by_config
     from qlib_prefect.utils.placeholder import fill_placeholder
 
@@ -519,8 +519,7 @@ def _train_window(ctx: _RunCtx, w: WindowSpec, rec: StoreRecorder) -> None:
             kwargs["reweighter"] = reweighter
     if _accepts(model.fit, "recorder"):
         kwargs["recorder"] = rec
-    with cpu_slot(fit_threads(model)):
-        model.fit(dataset, **kwargs)
+    model.fit(dataset, **kwargs)
     rec.save_objects(**{"params.pkl": model})
     try:
         rec.save_objects(dataset=_light_dataset(dataset))

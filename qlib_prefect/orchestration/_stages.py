@@ -7,13 +7,10 @@ on-disk handler cache, memory-mapped) and the fitted model are memoised by stage
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import logging
-import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from qlib_prefect.orchestration._cache import RECORD_MODULE, StageSpec, resolve_
 from qlib_prefect.orchestration._recorder import StoreRecorder
 from qlib_prefect.orchestration._store import ContentStore
 
-__all__ = ["RunContext", "clear_memo", "cpu_slot", "dataset_users", "fit_threads", "release", "run_stage"]
+__all__ = ["RunContext", "clear_memo", "dataset_users", "release", "run_stage"]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
@@ -47,47 +44,6 @@ class RunContext:
 
     def resolved_task(self) -> dict[str, Any]:
         return resolve_dotted(self.task)
-
-
-#: LightGBM's names for its thread count (``num_threads`` and aliases)
-_THREAD_PARAMS = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")
-_CPU_GATE = threading.Condition()
-_CPU_USED = [0]
-
-
-def _cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def fit_threads(model: Any) -> int:
-    """Threads a model's ``fit`` will use: its ``num_threads`` (or alias) when set and positive, else every CPU."""
-    params = getattr(model, "params", None)
-    if isinstance(params, dict):
-        for k in _THREAD_PARAMS:
-            v = params.get(k)
-            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-                return min(v, _cpus())
-    return _cpus()
-
-
-@contextlib.contextmanager
-def cpu_slot(threads: int) -> Iterator[None]:
-    """Hold ``threads`` of this process' CPUs while fitting: concurrent fits (rolling windows in a thread pool)
-    wait until their threads fit in the CPUs instead of oversubscribing them (OpenMP threads then spin against
-    each other). One fit always runs; work outside fits is not gated."""
-    n = max(1, min(int(threads), _cpus()))
-    with _CPU_GATE:
-        _CPU_GATE.wait_for(lambda: _CPU_USED[0] == 0 or _CPU_USED[0] + n <= _cpus())
-        _CPU_USED[0] += n
-    try:
-        yield
-    finally:
-        with _CPU_GATE:
-            _CPU_USED[0] -= n
-            _CPU_GATE.notify_all()
 
 
 def clear_memo() -> None:
