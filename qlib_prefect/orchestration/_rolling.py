@@ -762,7 +762,12 @@ class _LeanFlow(Flow):
         apply_env_defaults()
         config = args[0] if args else kwargs.get("config")
         if config is not None:
-            _load(config)
+            cfg = _load(config)
+            import qlib_prefect
+            from qlib_prefect.orchestration._flow import _warm_tracking
+
+            qlib_prefect.init(**cfg.qlib_init)
+            _warm_tracking()  # opens the MLflow store while the Prefect API server starts
         with lean_prefect_settings():
             return super().__call__(*args, **kwargs)
 
