@@ -70,13 +70,16 @@ def start_api_server_early() -> bool:
     with the ephemeral flags, the UI off) at the first API call and waits for it; started here it boots while
     this process imports its libraries and loads the data. ``PREFECT_API_URL`` is set for this process and its
     children; the server stops when the process exits. Returns whether a server was started: not when an API
-    URL is set, ephemeral mode is disallowed, Prefect is already imported, or ``QLIB_PREFECT_EARLY_SERVER=0``.
+    URL is set (in the environment or possibly in a Prefect settings file), ephemeral mode is disallowed, Prefect
+    is already imported, or ``QLIB_PREFECT_EARLY_SERVER=0``.
     """
     if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules or _EARLY:
         return False
     if os.environ.get(EARLY_SERVER_ENV, "1").strip().lower() in ("0", "false", "no"):
         return False
     if os.environ.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true").strip().lower() in ("0", "false", "no"):
+        return False
+    if _api_configured_in_files():
         return False
     spec = importlib.util.find_spec("prefect")
     if spec is None or not spec.origin:
@@ -92,6 +95,27 @@ def start_api_server_early() -> bool:
     os.environ["PREFECT_API_URL"] = url
     atexit.register(_stop_early_server)
     return True
+
+
+def _api_configured_in_files() -> bool:
+    """Whether a Prefect settings file may set the API URL (then Prefect decides, not us).
+
+    Checked without importing Prefect, conservatively (any mention counts): the profiles file
+    (``$PREFECT_PROFILES_PATH``, else ``$PREFECT_HOME/profiles.toml``, else ``~/.prefect/profiles.toml``), and in
+    the working directory ``.env``, ``prefect.toml`` and ``pyproject.toml``'s ``[tool.prefect]`` tables.
+    """
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    checks = [(profiles, ("PREFECT_API_URL",)), (Path(".env"), ("PREFECT_API_URL",)),
+              (Path("prefect.toml"), ("url", "PREFECT_API_URL")), (Path("pyproject.toml"), ("tool.prefect",))]
+    for path, needles in checks:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(n in text for n in needles):
+            return True
+    return False
 
 
 def print_early_server() -> None:

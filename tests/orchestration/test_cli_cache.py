@@ -113,3 +113,32 @@ def test_run_without_api_url_starts_and_stops_a_temporary_server(small_data, tmp
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "temporary local server" not in proc.stdout
     assert _states(json.loads(out.read_text())) == dict.fromkeys(STAGES, "Cached")
+
+
+def test_no_early_server_when_a_prefect_settings_file_may_set_the_api_url(tmp_path) -> None:
+    """A profile (or prefect.toml / .env in the working directory) naming an API URL wins: the CLI does not start a
+    temporary server and leaves the choice to Prefect."""
+    import os
+
+    code = ("from qlib_prefect.orchestration import _settings as s\n"
+            "started = s.start_api_server_early(); s._stop_early_server(); print(started)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH")}
+
+    def started(home: Path, cwd: Path) -> str:
+        env["PREFECT_HOME"] = str(home)
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert started(tmp_path / "home0", plain) == "True"
+    home = tmp_path / "home1"
+    home.mkdir()
+    (home / "profiles.toml").write_text('active = "srv"\n[profiles.srv]\nPREFECT_API_URL = "http://x:4200/api"\n')
+    assert started(home, plain) == "False"
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "prefect.toml").write_text('[api]\nurl = "http://x:4200/api"\n')
+    assert started(tmp_path / "home0", proj) == "False"
