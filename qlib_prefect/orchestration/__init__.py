@@ -2,7 +2,7 @@
 
 ``qlib_workflow(config)`` runs a qrun-format task config (dict, YAML path or ``WorkflowConfig``) as one Prefect
 flow: a task per stage (dataset, train, one per record), each cached by a key built from the config it depends
-on, its upstream keys, the data fingerprint and the package version (:class:`StageCachePolicy`). Stage results
+on, its upstream keys, the data fingerprint and the code version (:class:`StageCachePolicy`). Stage results
 live in the :class:`ContentStore`; every run publishes all of them into one MLflow run, reachable from tasks
 through :func:`current_recorder`.
 

@@ -2,7 +2,7 @@
 
 A stage key is ``sha256`` of the stage's name, the canonical hash of the config it depends on, the keys of its
 upstream stages, the data fingerprint, the settings that change results (``qlib_init`` minus the experiment
-manager and the data location) and the package version. Keys are computed before anything runs, so the plan
+manager and the data location) and the code version. Keys are computed before anything runs, so the plan
 (``qlib-prefect run --plan``) shows them and whether each stage is already in the content store.
 
 Dependencies (qlib's ``_exe_task`` order):

@@ -277,7 +277,7 @@ def _rolling_window(config: Any, index: int, step: int = 40, rtype: str = "expan
 
     The window task has the rolling flow's cache key and result storage, so the parent's rolling flow later
     finds it ``Cached``. ``expected_key`` guards against a plan that differs from the dispatcher's (other
-    data or package version on this worker).
+    data or code version on this worker).
     """
     import socket
 
@@ -293,7 +293,7 @@ def _rolling_window(config: Any, index: int, step: int = 40, rtype: str = "expan
     if expected_key and w.key != expected_key:
         raise RecorderError(f"rolling window {index}: key {w.key[:16]} on {socket.gethostname()} differs from the "
                             f"dispatcher's {expected_key[:16]}: do the workers see the same data, config and "
-                            "package version?")
+                            "code version?")
     store = ContentStore()
     ctx = _rolling._RunCtx(store_root=str(store.root), raw_groups={})
     stale = refresh or not store.exists(_rolling.WINDOW_STAGE, w.key)

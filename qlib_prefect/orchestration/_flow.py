@@ -125,14 +125,14 @@ def _init_runtime(cfg: Any, *, reuse: bool = False) -> tuple[str, str]:
 
 def plan_workflow(config: Any) -> list[dict[str, Any]]:
     """The stages of a config with their keys and whether each is complete in the content store (no run)."""
-    from qlib_prefect._version import __version__
+    from qlib_prefect._version import code_version
 
     cfg = _load(config)
     fingerprint, env = _init_runtime(cfg)
     store = ContentStore()
     return [
         {"stage": s.name, "key": s.key, "upstream": list(s.upstream), "stored": store.exists(s.store_stage, s.key)}
-        for s in build_plan(cfg.task, fingerprint=fingerprint, env=env, version=__version__)
+        for s in build_plan(cfg.task, fingerprint=fingerprint, env=env, version=code_version())
     ]
 
 
@@ -223,14 +223,14 @@ def _workflow(
     """Run a qrun task config (dict, YAML path or ``WorkflowConfig``) as Prefect tasks; returns a summary."""
     from prefect.context import get_run_context
 
-    from qlib_prefect._version import __version__
+    from qlib_prefect._version import __version__, code_version
     from qlib_prefect.utils import flatten_dict
     from qlib_prefect.workflow import R
 
     t0 = time.perf_counter()
     cfg = _load(config)
     fingerprint, env = _init_runtime(cfg, reuse=True)
-    plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=__version__)
+    plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=code_version())
     by_name = {s.name: s for s in plan}
     store = ContentStore()
     exp_name = cfg.resolve_experiment_name(experiment_name or "workflow")
@@ -341,9 +341,9 @@ def _prewarm(cfg: Any, fingerprint: str, env: str, refresh: bool) -> None:
     (the dataset stage then finds it ready). MLflow is not touched here: its first query configures SQLAlchemy
     mappers globally and races Prefect's ORM import in the main thread."""
     try:
-        from qlib_prefect._version import __version__
+        from qlib_prefect._version import code_version
 
-        plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=__version__)
+        plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=code_version())
         store = ContentStore()
         by_name = {s.name: s for s in plan}
         users = dataset_users(plan)

@@ -16,7 +16,7 @@ No repeated work:
 * **processors per window** (qlib#1620): with ``refit_processors=True`` (default) each window's handler gets
   ``fit_start_time``/``fit_end_time`` = its train segment, so ZScoreNorm / RobustZScoreNorm / MinMaxNorm are
   fitted on that window's fit span (qlib keeps the first window's span for every window);
-* **incremental retrain**: a window's key hashes its task, the package version, the ``qlib_init`` settings
+* **incremental retrain**: a window's key hashes its task, the code version, the ``qlib_init`` settings
   and ``LocalProvider.fingerprint(until=...)`` of the dates it reads (handler end + the label look-ahead), so
   appending data or moving the test end only trains the new windows; the others are ``Cached``.
 
@@ -214,7 +214,7 @@ def _fingerprint(provider: Any, until: str | None, memo: dict) -> str:
 
 def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any], *, env: str,
                 refit_processors: bool) -> _Plan:
-    from qlib_prefect._version import __version__
+    from qlib_prefect._version import code_version
     from qlib_prefect.config.hashing import canonical_hash, describe
     from qlib_prefect.config.runtime import get_provider
     from qlib_prefect.data.handler import DataHandler
@@ -251,13 +251,14 @@ def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any
             thash = canonical_hash(t)
         except TypeError as e:
             raise ConfigError(f"rolling window {i}: the task cannot be hashed ({e})") from e
-        key = _sha("rolling-window", thash, fp, env, __version__)
+        key = _sha("rolling-window", thash, fp, env, code_version())
         windows.append(WindowSpec(index=i, group=group, task=t, key=key, until=until, fingerprint=fp,
                                   raw_group=raw_group))
     summaries: dict[str, str] = {}
     for group in dict.fromkeys(w.group for w in windows):
         keys = [w.key for w in windows if w.group == group]
-        summaries[group] = _sha("rolling-summary", group, keys, canonical_hash(summary_records), env, __version__)
+        summaries[group] = _sha("rolling-summary", group, keys, canonical_hash(summary_records), env,
+                                code_version())
     return _Plan(windows=windows, summaries=summaries, summary_records=summary_records, raw_groups=raw_groups,
                  template=template)
 
@@ -355,11 +356,11 @@ def _union_end(ends: list[Any]) -> Any:
 
 
 def _raw_key(info: dict[str, Any], end: Any, fingerprint: str) -> str:
-    from qlib_prefect._version import __version__
+    from qlib_prefect._version import code_version
     from qlib_prefect.config.hashing import canonical_hash
     from qlib_prefect.data.cache import code_fingerprint
 
-    return canonical_hash({"raw": info["spec"], "end": end, "fp": fingerprint, "version": __version__,
+    return canonical_hash({"raw": info["spec"], "end": end, "fp": fingerprint, "version": code_version(),
                            "code": code_fingerprint()})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,22 @@ def test_store_keeps_a_complete_entry_unless_overwritten(tmp_path: Path) -> None
     assert (store.require("s", "k").artifact_dir / "v").read_bytes() == b"third"
     store.delete("s", "k")
     assert not store.exists("s", "k") and not store.path("s", "k").exists()
+
+
+def test_code_version_hashes_the_package_sources(tmp_path: Path, monkeypatch) -> None:
+    """Stage keys use ``code_version()``: the package version plus a hash of the sources, which changes with them."""
+    import shutil
+
+    import qlib_prefect
+    from qlib_prefect import _version
+
+    cv = _version.code_version()
+    assert re.fullmatch(rf"{re.escape(qlib_prefect.__version__)}\+[0-9a-f]{{12}}", cv) and _version.code_version() == cv
+    copy = tmp_path / "qlib_prefect"
+    shutil.copytree(Path(qlib_prefect.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(_version, "__file__", str(copy / "_version.py"))
+    monkeypatch.setattr(_version, "_CODE_VERSION", [])
+    assert _version.code_version() == cv  # same sources elsewhere: same version
+    (copy / "backtest" / "exchange.py").write_text((copy / "backtest" / "exchange.py").read_text() + "\n# edited\n")
+    monkeypatch.setattr(_version, "_CODE_VERSION", [])
+    assert _version.code_version() != cv
