@@ -89,7 +89,7 @@ def start_api_server_early() -> bool:
     cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
            "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "error", "--lifespan", "on"]
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}/api"
     _EARLY.update(proc=proc, url=url, ready=False)
     os.environ["PREFECT_API_URL"] = url
@@ -123,6 +123,18 @@ def print_early_server() -> None:
     if _EARLY:
         print(f"Prefect API: temporary local server at {_EARLY['url']} (stops with this command; set "
               "PREFECT_API_URL to use a running `prefect server` and keep the runs in its UI)", flush=True)
+
+
+def _die_with_parent() -> None:
+    """In the server's child process (Linux): get SIGTERM when the command dies, also when it is killed and its
+    ``atexit`` handlers never run, so no orphaned server keeps its port."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the atexit handler still stops the server on a normal exit
+        pass
 
 
 def wait_api_server() -> None:

@@ -142,3 +142,34 @@ def test_no_early_server_when_a_prefect_settings_file_may_set_the_api_url(tmp_pa
     proj.mkdir()
     (proj / "prefect.toml").write_text('[api]\nurl = "http://x:4200/api"\n')
     assert started(tmp_path / "home0", proj) == "False"
+
+
+def test_temporary_server_dies_with_a_killed_command(tmp_path) -> None:
+    """SIGKILL skips atexit: the server still goes (parent-death signal), no orphan keeps the port."""
+    import os
+    import signal
+    import socket
+    import time
+
+    code = ("from qlib_prefect.orchestration import _settings as s\n"
+            "s.start_api_server_early(); s.wait_api_server(); print(s._EARLY['url'], flush=True)\n"
+            "import time; time.sleep(600)")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) == 0  # the server answers
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the server on port {port} outlived its killed parent")
