@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["machine_info", "measure"]
+__all__ = ["machine_info", "measure", "utc_now", "write_section"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -144,3 +145,21 @@ def machine_info() -> dict:
     return {"nproc": nproc, "cpu": model, "ram_gb": ram_gb,
             "loadavg": [round(x, 2) for x in os.getloadavg()], "os": platform.platform(),
             "python": sys.version.split()[0]}
+
+
+def utc_now() -> str:
+    """The date and time for a BENCHMARKS.md section, e.g. ``2026-11-28 00:53 UTC``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def write_section(path: Path, section: str, start: str, end: str) -> None:
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` (BENCHMARKS.md) with ``section``
+    (which carries the markers), or append it; written to a temporary file and renamed into place."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

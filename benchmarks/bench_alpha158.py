@@ -19,13 +19,14 @@ for train (``prepare_s``). The result is written to BENCHMARKS.md (section betwe
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+
+from _measure import machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -135,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         child(a.child, a.data)
         return 0
 
-    sys.path.insert(0, str(HERE))
-    from _measure import machine_info, measure
 
     OUT.mkdir(parents=True, exist_ok=True)
     data, how = data_dir()
@@ -157,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         if r["returncode"] != 0:
             print(f"qlib run failed:\n{r['stderr_tail']}", file=sys.stderr)
         else:
-            results["qlib"] = {**r, "date": _now()}
-            qcache.write_text(json.dumps({"data": str(data), "date": _now(), "measure": r,
+            results["qlib"] = {**r, "date": utc_now()}
+            qcache.write_text(json.dumps({"data": str(data), "date": utc_now(), "measure": r,
                                           "machine": machine_info()}, indent=1))
             print(f"qlib: {_fmt(r)}", flush=True)
 
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, mach, how)
     print(text)
     if not a.no_write and "ours_cold" in results:
-        write_section(ROOT / "BENCHMARKS.md", text)
+        write_section(ROOT / "BENCHMARKS.md", text, START, END)
     (OUT / "bench_alpha158.last.json").write_text(json.dumps({"machine": mach, "results": results}, indent=1))
     return 0
 
@@ -205,16 +204,13 @@ def _check(r: dict, what: str) -> None:
         raise SystemExit(f"qlib-prefect {what} run failed (rc {r['returncode']}):\n{r['stderr_tail']}")
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
 
 START, END = "<!-- bench_alpha158:start -->", "<!-- bench_alpha158:end -->"
 
 
 def render(results: dict[str, dict], mach: dict, how: str) -> str:
     lines = [START, "## Alpha158 dataset build (`benchmarks/bench_alpha158.py`)", "",
-             f"* Date: {_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, "
+             f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, "
              f"load average at the end {mach['loadavg']}; Python {mach['python']}.",
              "* Command: `.venv/bin/python benchmarks/bench_alpha158.py` (qlib: `/work/qlib-venv/bin/python`, "
              "qlib 0.9.7, default `kernels` = all CPUs).",
@@ -288,20 +284,6 @@ def render(results: dict[str, dict], mach: dict, how: str) -> str:
     lines.append(END)
     return "\n".join(lines)
 
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section in BENCHMARKS.md, atomically."""
-    head = "# Benchmarks\n\nMeasured figures; each section names the machine, command and date.\n"
-    text = path.read_text() if path.exists() else head
-    if START in text and END in text:
-        pre, rest = text.split(START, 1)
-        post = rest.split(END, 1)[1]
-        text = pre + section + post
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ cached in ``benchmarks/out/qlib_backtest.json``. The section of BENCHMARKS.md be
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+
+from _measure import machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -86,9 +87,6 @@ def data_dir() -> tuple[Path, str]:
         raise SystemExit(f"bundled sample unavailable: {e}") from e
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
 
 def parity(a: Path, b: Path) -> tuple[float, int]:
     import numpy as np
@@ -111,7 +109,7 @@ START, END = "<!-- bench_backtest:start -->", "<!-- bench_backtest:end -->"
 
 def render(results: dict, mach: dict, how: str, par: tuple[float, int] | None) -> str:
     lines = [START, "## PortAnaRecord backtest (`benchmarks/bench_backtest.py`)", "",
-             f"* Date: {_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, "
+             f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, "
              f"load average {mach['loadavg']} (shared, contended machine); Python {mach['python']}.",
              "* Command: `.venv/bin/python benchmarks/bench_backtest.py` (qlib: `/work/qlib-venv/bin/python`, "
              "qlib 0.9.7).",
@@ -139,19 +137,6 @@ def render(results: dict, mach: dict, how: str, par: tuple[float, int] | None) -
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section in BENCHMARKS.md, atomically."""
-    head = "# Benchmarks\n\nMeasured figures; each section names the machine, command and date.\n"
-    text = path.read_text() if path.exists() else head
-    if START in text and END in text:
-        pre, rest = text.split(START, 1)
-        text = pre + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,8 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:
         child(a.child, a.data, a.repeat, a.out)
         return 0
-    sys.path.insert(0, str(HERE))
-    from _measure import machine_info, measure
 
     OUT.mkdir(parents=True, exist_ok=True)
     data, how = data_dir()
@@ -187,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"qlib run failed:\n{r['stderr_tail']}", file=sys.stderr)
         else:
             results["qlib"] = r
-            qcache.write_text(json.dumps({"data": str(data), "date": _now(), "measure": r}, indent=1))
+            qcache.write_text(json.dumps({"data": str(data), "date": utc_now(), "measure": r}, indent=1))
     r = measure([sys.executable, me, "--child", "qlib_prefect", "--data", str(data), "--repeat", str(a.repeat),
                  "--out", str(orep)], env={**os.environ, "QLIB_PREFECT_HOME": str(OUT / "home")}, cwd=str(OUT))
     if r["returncode"] != 0 or not r.get("result"):
@@ -197,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, machine_info(), how, par)
     print(text)
     if not a.no_write:
-        write_section(ROOT / "BENCHMARKS.md", text)
+        write_section(ROOT / "BENCHMARKS.md", text, START, END)
     return 0
 
 

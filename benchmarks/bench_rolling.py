@@ -19,7 +19,6 @@ The section between the ``bench_rolling`` markers of BENCHMARKS.md is rewritten.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from _measure import machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -76,9 +76,6 @@ print(json.dumps({"windows": len(tasks), "train_s": t2 - t1, "collect_s": t3 - t
                   "metrics": metrics}))
 '''
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def make_config(data: Path, step: int, n: int, mlflow_uri: str) -> dict:
@@ -196,7 +193,8 @@ def scenario(measure, data: Path, step: int, n: int, oracle: str | None, skip_ql
 def render(results: dict, mach: dict) -> str:
     lines = [START, "## Rolling retraining: `qlib-prefect rolling` vs qlib's rolling (`benchmarks/bench_rolling.py`)",
              "",
-             f"* Date: {_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM; load average "
+             f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM; "
+             "load average "
              f"at the end {mach['loadavg']} (the 1-min load average at each run's start is in the table; above ~2 the "
              "2 CPUs were shared with other work and wall times are inflated, CPU seconds are the steadier figure).",
              "* Command: `.venv/bin/python benchmarks/bench_rolling.py [--windows10]`; qlib 0.9.7 in "
@@ -245,16 +243,6 @@ def render(results: dict, mach: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
-
 
 def _saved() -> dict:
     """The saved per-scenario results (``out/rolling/<scenario>/result.json``), fewest windows first."""
@@ -273,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-only", action="store_true",
                    help="rewrite the BENCHMARKS.md section from the saved out/rolling/*/result.json")
     a = p.parse_args(argv)
-    sys.path.insert(0, str(HERE))
-    from _measure import machine_info, measure
 
     from qlib_prefect.data.sample import sample_data_dir
 
@@ -284,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         text = render(saved, machine_info())
         print(text)
         if not a.no_write:
-            write_section(ROOT / "BENCHMARKS.md", text)
+            write_section(ROOT / "BENCHMARKS.md", text, START, END)
         return 0
     data = Path(sample_data_dir(HERE / "out" / "sp500_qlib"))
     oracle = None if a.no_qlib else os.environ.get("QLIB_ORACLE_PYTHON", DEFAULT_ORACLE)
@@ -300,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, mach)
     print(text)
     if not a.no_write:
-        write_section(ROOT / "BENCHMARKS.md", text)
+        write_section(ROOT / "BENCHMARKS.md", text, START, END)
     return 0
 
 

@@ -18,7 +18,6 @@ The section between the ``bench_workflow`` markers of BENCHMARKS.md is rewritten
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from _measure import machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,9 +53,6 @@ r = max(runs, key=lambda r: r.info.start_time)
 print(json.dumps({"run_id": r.info.run_id, "metrics": dict(r.data.metrics)}))
 """
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _variant(dest: Path, topk: int | None = None, n_drop: int | None = None) -> Path:
@@ -127,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-server", action="store_true", help="skip the runs against a local prefect server")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     a = p.parse_args(argv)
-    sys.path.insert(0, str(HERE))
-    from _measure import machine_info, measure
 
     from qlib_prefect.data.sample import sample_data_dir
 
@@ -183,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     (OUT / "last.json").write_text(json.dumps({"machine": mach, "results": results}, indent=1, default=str))
     if not a.no_write:
-        write_section(ROOT / "BENCHMARKS.md", text)
+        write_section(ROOT / "BENCHMARKS.md", text, START, END)
     return 0
 
 
@@ -195,7 +191,8 @@ def _parity(ours: dict, ref: dict) -> tuple[float, list[str]]:
 
 def render(results: dict[str, dict], mach: dict, data: Path) -> str:
     lines = [START, "## Workflow: `qlib-prefect run` vs `qrun` (`benchmarks/bench_workflow.py`)", "",
-             f"* Date: {_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, load average "
+             f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, "
+             "load average "
              f"at the end {mach['loadavg']}; Python {mach['python']}.",
              "* Command: `.venv/bin/python benchmarks/bench_workflow.py` (qrun: `/work/qlib-venv/bin/qrun`, "
              "qlib 0.9.7, MLflow file store; ours: `qlib-prefect run`, SQLite MLflow store).",
@@ -263,18 +260,6 @@ def render(results: dict[str, dict], mach: dict, data: Path) -> str:
     lines.append(END)
     return "\n".join(lines)
 
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section in BENCHMARKS.md, atomically."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        pre, rest = text.split(START, 1)
-        text = pre + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp-workflow")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
