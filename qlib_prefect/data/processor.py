@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from qlib_prefect.errors import ConfigError, DataError
+from qlib_prefect.utils.threads import run_chunks
 
 __all__ = [
     "EPS",
@@ -112,26 +112,13 @@ def take_rows(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     dtypes = set(df.dtypes)
     if df.shape[0] * df.shape[1] < _THREADED_TAKE_CELLS or len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
         return df.iloc[rows]
-    from concurrent.futures import ThreadPoolExecutor
-
-    try:
-        n_thr = max(1, min(4, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - not Linux
-        n_thr = max(1, min(4, os.cpu_count() or 1))
     out = np.empty((len(rows), df.shape[1]), dtype=next(iter(dtypes)), order="F")
 
-    def part(cols: range) -> None:
-        for j in cols:
+    def part(lo: int, hi: int) -> None:
+        for j in range(lo, hi):
             np.take(df.iloc[:, j].to_numpy(), rows, out=out[:, j], mode="clip")  # rows are valid positions
 
-    bounds = np.linspace(0, df.shape[1], n_thr + 1).astype(int)
-    chunks = [range(bounds[i], bounds[i + 1]) for i in range(n_thr)]
-    if n_thr == 1:
-        part(chunks[0])
-    else:
-        with ThreadPoolExecutor(n_thr, thread_name_prefix="qlib-prefect-take") as pool:
-            for f in [pool.submit(part, c) for c in chunks]:
-                f.result()
+    run_chunks(df.shape[1], part, name="take")
     return pd.DataFrame(out, index=df.index[rows], columns=df.columns, copy=False)
 
 

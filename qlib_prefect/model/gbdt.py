@@ -16,9 +16,7 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +25,7 @@ import pandas as pd
 
 from qlib_prefect.errors import ConfigError, DataError
 from qlib_prefect.model.base import ModelFT
+from qlib_prefect.utils.threads import run_chunks
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -85,20 +84,8 @@ def _c_copy(arr: np.ndarray) -> np.ndarray:
     if arr.flags.c_contiguous:
         return arr
     out = np.empty(arr.shape, dtype=arr.dtype, order="C")
-    try:
-        n_thr = max(1, min(4, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - not Linux
-        n_thr = max(1, min(4, os.cpu_count() or 1))
-    if n_thr == 1 or arr.size < 4_000_000:
-        np.copyto(out, arr)
-        return out
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = np.linspace(0, arr.shape[0], n_thr + 1).astype(int)
-    with ThreadPoolExecutor(n_thr, thread_name_prefix="qlib-prefect-copy") as pool:
-        jobs = [pool.submit(np.copyto, out[a:b], arr[a:b]) for a, b in itertools.pairwise(bounds)]
-        for j in jobs:
-            j.result()
+    run_chunks(arr.shape[0], lambda lo, hi: np.copyto(out[lo:hi], arr[lo:hi]),
+               threads=1 if arr.size < 4_000_000 else None, name="copy")
     return out
 
 

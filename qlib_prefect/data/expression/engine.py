@@ -28,6 +28,7 @@ from qlib_prefect.data.expression.ops import OPERATORS, Panel
 from qlib_prefect.data.expression.parser import Const, Expression, Feature, Op, parse
 from qlib_prefect.data.heap import heap_reuse
 from qlib_prefect.errors import DataError, ExpressionError
+from qlib_prefect.utils.threads import usable_cpus
 
 __all__ = ["STANDARD_FIELDS", "Evaluator", "compute_features", "window_size"]
 
@@ -476,10 +477,7 @@ def _threads(n_codes: int) -> int:
         except ValueError:
             raise DataError(f"QLIB_PREFECT_EXPR_THREADS must be an integer, got {env!r}") from None
     else:
-        try:
-            want = min(4, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            want = min(4, os.cpu_count() or 1)
+        want = usable_cpus()
     return max(1, min(want, n_codes // _MIN_CODES_PER_THREAD))
 
 
