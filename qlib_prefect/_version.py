@@ -5,11 +5,20 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["__version__", "code_version"]
+__all__ = ["__version__", "code_version", "source_hash"]
 
 __version__ = "0.1.0"
 
 _CODE_VERSION: list[str] = []
+
+
+def source_hash(root: Path) -> str:
+    """sha256 (hex) of every ``*.py`` file below ``root``: relative paths and contents, in path order."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def code_version() -> str:
@@ -19,10 +28,5 @@ def code_version() -> str:
     install) are never reused, even under the same version number.
     """
     if not _CODE_VERSION:
-        h = hashlib.sha256()
-        root = Path(__file__).resolve().parent
-        for p in sorted(root.rglob("*.py")):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-        _CODE_VERSION.append(f"{__version__}+{h.hexdigest()[:12]}")
+        _CODE_VERSION.append(f"{__version__}+{source_hash(Path(__file__).resolve().parent)[:12]}")
     return _CODE_VERSION[0]

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -70,12 +69,9 @@ def code_fingerprint() -> str:
     """Hash of the ``qlib_prefect.data`` sources (so code changes never reuse stale cached frames)."""
     global _CODE_FP
     if _CODE_FP is None:
-        h = hashlib.sha256()
-        root = Path(__file__).resolve().parent
-        for p in sorted(root.rglob("*.py")):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-        _CODE_FP = h.hexdigest()[:16]
+        from qlib_prefect._version import source_hash
+
+        _CODE_FP = source_hash(Path(__file__).resolve().parent)[:16]
     return _CODE_FP
 
 

@@ -356,11 +356,12 @@ def _union_end(ends: list[Any]) -> Any:
 
 
 def _raw_key(info: dict[str, Any], end: Any, fingerprint: str) -> str:
-    from qlib_prefect._version import code_version
+    from qlib_prefect._version import __version__
     from qlib_prefect.config.hashing import canonical_hash
     from qlib_prefect.data.cache import code_fingerprint
 
-    return canonical_hash({"raw": info["spec"], "end": end, "fp": fingerprint, "version": code_version(),
+    # raw features depend on the data layer only: its source hash, as in the handler cache key
+    return canonical_hash({"raw": info["spec"], "end": end, "fp": fingerprint, "version": __version__,
                            "code": code_fingerprint()})
 
 
