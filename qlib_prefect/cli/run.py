@@ -64,12 +64,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
 
     apply_env_defaults()  # before prefect is imported / the ephemeral server starts
-    if not args.plan:
-        if start_api_server_early():  # boots while the libraries import and the data loads
-            print_early_server()
     if args.plan:
         print_plan(args.config)
         return 0
+    if start_api_server_early():  # boots while the libraries import and the data loads
+        print_early_server()
     try:
         return run_and_report(args.config, experiment_name=args.experiment_name, refresh=args.refresh,
                               json_out=args.json_out)
