@@ -264,14 +264,19 @@ _ALPHA158_DEFAULT: dict[str, Any] = {
 }
 
 
-class Alpha360DL(QlibDataLoader):
-    """Loader of the Alpha360 features (``config`` may add groups, e.g. a label)."""
+class _AlphaDL(QlibDataLoader):
+    """A loader whose ``feature`` group is the class' ``get_feature_config()`` (``config`` may add groups, e.g. a
+    label, or replace ``feature``)."""
 
     def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
         _config: dict[str, Any] = {"feature": self.get_feature_config()}
         if config is not None:
             _config.update(config)
         super().__init__(config=_config, **kwargs)
+
+
+class Alpha360DL(_AlphaDL):
+    """Loader of the Alpha360 features (``config`` may add groups, e.g. a label)."""
 
     @staticmethod
     def get_feature_config() -> tuple[list[str], list[str]]:
@@ -354,14 +359,8 @@ _KBAR = [
 ]
 
 
-class Alpha158DL(QlibDataLoader):
+class Alpha158DL(_AlphaDL):
     """Loader of the Alpha158 features (``config`` may add groups, e.g. a label)."""
-
-    def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
-        _config: dict[str, Any] = {"feature": self.get_feature_config()}
-        if config is not None:
-            _config.update(config)
-        super().__init__(config=_config, **kwargs)
 
     @staticmethod
     def get_feature_config(config: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
