@@ -108,13 +108,6 @@ class TrainerRM(TrainerR):
             rec.set_tags(**{self.TM_ID: str(_id)})
         return recs
 
-    def end_train(self, models: Any, **kwargs: Any) -> list:
-        """Tag the recorders ``train_status=end_task_train``."""
-        models = self._rec_list(models)
-        for rec in models:
-            self._set_status(rec, self.STATUS_END)
-        return models
-
     def worker(self, train_func: Callable[..., Any] | None = None, experiment_name: str | None = None) -> bool:
         """Run every waiting task of the pool (call it in other processes or machines); whether any ran."""
         train_func, experiment_name = self._resolve(train_func, self.train_func, experiment_name)
