@@ -71,7 +71,7 @@ def test_lengths() -> None:
 
 def test_same_as_data_cache_canonical_hash() -> None:
     """The data layer's cache keys and config hashes agree (one implementation can call the other)."""
-    cache = pytest.importorskip("qlib_prefect.data.cache")
+    from qlib_prefect.data import cache
     samples = [
         {"b": 1, "a": "2020-01-01"},
         {"seg": (dt.date(2008, 1, 1), "2014-12-31"), "n": np.int32(3), "f": 0.1, "nan": float("inf")},

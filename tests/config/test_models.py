@@ -88,6 +88,6 @@ def test_backtest_and_exchange_kwargs() -> None:
 
 def test_exchange_kwargs_list_matches_model_and_exchange() -> None:
     assert set(EXCHANGE_KWARGS) == set(ExchangeKwargs.model_fields)
-    exchange = pytest.importorskip("qlib_prefect.backtest.exchange")
+    from qlib_prefect.backtest import exchange
     params = set(inspect.signature(exchange.Exchange).parameters) - {"provider"}
     assert params == set(EXCHANGE_KWARGS)
