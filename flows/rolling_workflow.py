@@ -7,7 +7,7 @@
 or serve it from a process: ``python flows/rolling_workflow.py``.
 """
 
-from qlib_prefect.orchestration._rolling import multi_horizon_workflow, rolling_workflow
+from qlib_prefect.orchestration import multi_horizon_workflow, rolling_workflow
 
 __all__ = ["multi_horizon_workflow", "rolling_workflow"]
 

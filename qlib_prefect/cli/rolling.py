@@ -92,8 +92,13 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
     if not (args.plan or args.on_workers):
         if start_api_server_early():  # boots while the libraries import and the data loads
             print_early_server()
-    from qlib_prefect.orchestration._flow import ensure_sample_env
-    from qlib_prefect.orchestration._rolling import plan_multi_horizon, plan_rolling, run_multi_horizon, run_rolling
+    from qlib_prefect.orchestration import (
+        ensure_sample_env,
+        plan_multi_horizon,
+        plan_rolling,
+        run_multi_horizon,
+        run_rolling,
+    )
 
     ensure_sample_env(args.config)
     common = {"rtype": args.rtype, "trunc_days": args.trunc_days, "refit_processors": args.refit}
@@ -113,7 +118,7 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
             _print_plan(plan_rolling(args.config, **kw))
             return 0
         if args.on_workers:
-            from qlib_prefect.orchestration._deploy import run_rolling_on_workers
+            from qlib_prefect.orchestration import run_rolling_on_workers
 
             run = lambda: run_rolling_on_workers(args.config, **kw, experiment_name=args.experiment_name,  # noqa: E731
                                                  refresh=args.refresh)

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 
 def print_plan(config: str) -> None:
-    from qlib_prefect.orchestration._flow import plan_workflow
+    from qlib_prefect.orchestration import plan_workflow
 
     rows = plan_workflow(config)
     print(f"{'stage':<34} {'cached':<7} {'key':<16}  upstream")
@@ -45,8 +45,7 @@ def print_plan(config: str) -> None:
 
 
 def run_and_report(config: str, *, experiment_name: str | None, refresh: bool, json_out: str | None) -> int:
-    from qlib_prefect.orchestration._flow import qlib_workflow
-    from qlib_prefect.orchestration._report import text_report
+    from qlib_prefect.orchestration import qlib_workflow, text_report
 
     summary = qlib_workflow(config, experiment_name=experiment_name, refresh=refresh)
     print(text_report(summary))

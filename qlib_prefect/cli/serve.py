@@ -24,7 +24,7 @@ __all__ = ["register", "serve_from_args"]
 
 
 def register(subparsers: Any) -> None:
-    from qlib_prefect.orchestration._deploy import DEPLOYMENTS, ROLLING_CRON, ROLLING_TIMEZONE
+    from qlib_prefect.orchestration import DEPLOYMENTS, ROLLING_CRON, ROLLING_TIMEZONE
 
     p = subparsers.add_parser("serve", help="serve the qlib-workflow / rolling-retrain deployments (no worker)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +58,7 @@ def _abs_if_file(path: str | None) -> str | None:
 
 def serve_from_args(args: argparse.Namespace) -> int:
     """Build the deployments from ``args`` and serve them until interrupted."""
-    from qlib_prefect.orchestration._deploy import build_deployments, serve_deployments
+    from qlib_prefect.orchestration import build_deployments, serve_deployments
 
     config = _abs_if_file(args.config)
     if config is None:

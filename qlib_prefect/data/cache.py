@@ -50,8 +50,12 @@ __all__ = [
     "handler_cache_dir",
     "handler_key",
     "load_handler",
+    "load_raw_frame",
+    "raw_cache_dir",
+    "raw_key",
     "store_handler",
     "store_handler_async",
+    "store_raw_frame",
     "wait_for_pending_writes",
 ]
 
@@ -315,3 +319,60 @@ def load_handler(key: str, handler: Any) -> bool:
     for k, v in procs.items():
         setattr(handler, k, v)
     return True
+
+
+# ------------------------------------------------------------------------------------- raw-frame cache
+def raw_cache_dir() -> Path:
+    """``$QLIB_PREFECT_HOME/raw_cache``: loader outputs (raw features + label, before processors) shared by the
+    windows of a rolling job."""
+    from qlib_prefect.config.settings import home_dir
+
+    d = home_dir() / "raw_cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def raw_key(spec: dict[str, Any], end: Any, fingerprint: str) -> str:
+    """Key of a raw frame: the loader spec, the span end, the data fingerprint, the package version and the data
+    layer's source hash (raw features depend on the data layer only, as in the handler cache key)."""
+    from qlib_prefect._version import __version__
+
+    return canonical_hash({"raw": spec, "end": end, "fp": fingerprint, "version": __version__,
+                           "code": code_fingerprint()})
+
+
+def load_raw_frame(key: str) -> pd.DataFrame | None:
+    """The raw frame stored under ``key`` (memory-mapped values), or None on a miss (a broken entry is removed)."""
+    folder = raw_cache_dir() / key
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        return _load_frame(folder, "raw", meta)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # corrupt entry: rebuild
+        logger.warning("raw cache entry %s unreadable (%s); rebuilding", key[:12], e)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def store_raw_frame(key: str, df: pd.DataFrame) -> bool:
+    """Store ``df`` under ``key`` (temp folder renamed into place; a concurrent writer may win). False when the
+    frame is not storable in the cache format (mixed dtypes): it is then only kept in memory by the caller."""
+    root = raw_cache_dir()
+    tmp = root / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        meta = _save_frame(tmp, "raw", df)
+        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        try:
+            tmp.rename(root / key)
+        except OSError:  # a concurrent writer won
+            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+    except TypeError as e:
+        logger.info("raw cache: not stored (%s)", e)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

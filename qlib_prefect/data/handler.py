@@ -181,15 +181,26 @@ class DataHandler(Serializable):
                 setattr(self, k, kwargs.pop(k))
         super().config(**kwargs)
 
-    def _load_raw(self) -> pd.DataFrame:
+    @property
+    def loader_config(self) -> Any:
+        """The data loader as configured (its config dict or instance): what the handler cache keys on."""
+        return self._loader_config
+
+    def load_raw(self) -> pd.DataFrame:
+        """The loader's output over this handler's span (features + label, before processors), date-sorted."""
         df = self.data_loader.load(self.instruments, self.start_time, self.end_time)
         if not df.index.is_monotonic_increasing:
             df = df.sort_index()
         return df
 
+    def setup_from_raw(self, raw: pd.DataFrame) -> None:
+        """Set the handler up from a given loader output (e.g. a slice of a frame shared by rolling windows)
+        instead of loading it: what ``setup_data`` does after loading."""
+        self._data = raw
+
     def setup_data(self, enable_cache: bool | None = None) -> None:
         """(Re)load the raw data."""
-        self._data = self._load_raw()
+        self._data = self.load_raw()
 
     def fetch(
         self,
@@ -334,6 +345,11 @@ class DataHandlerLP(DataHandler):
 
     def fit_process_data(self) -> None:
         self.process_data(with_fit=True)
+
+    def setup_from_raw(self, raw: pd.DataFrame) -> None:
+        """Set up from a given loader output: the processors are fitted on it and run (``IT_FIT_SEQ``)."""
+        super().setup_from_raw(raw)
+        self.fit_process_data()
 
     @staticmethod
     def _run_proc_l(df: pd.DataFrame, procs: list, with_fit: bool, check_for_infer: bool) -> pd.DataFrame:

@@ -22,47 +22,94 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from qlib_prefect.orchestration._cache import StageCachePolicy
     from qlib_prefect.orchestration._deploy import (
+        DEPLOYMENTS,
+        ROLLING_CRON,
+        ROLLING_TIMEZONE,
         build_deployments,
         run_rolling_on_workers,
         run_window_deployment,
         serve_deployments,
     )
     from qlib_prefect.orchestration._flow import current_recorder, plan_workflow, qlib_workflow, run_workflow
+    from qlib_prefect.orchestration._leanflow import SAMPLE_DIR_ENV, LeanFlow, ensure_sample_env
+    from qlib_prefect.orchestration._report import key_metrics, markdown_report, text_report
     from qlib_prefect.orchestration._rolling import (
         multi_horizon_workflow,
         plan_multi_horizon,
         plan_rolling,
+        rolling_plan,
         rolling_workflow,
         run_multi_horizon,
         run_rolling,
+        train_rolling_window,
     )
     from qlib_prefect.orchestration._store import ContentStore
 
-__all__ = ["ContentStore", "StageCachePolicy", "build_deployments", "current_recorder", "multi_horizon_workflow",
-           "plan_multi_horizon", "plan_rolling", "plan_workflow", "qlib_workflow", "rolling_workflow",
-           "run_multi_horizon", "run_rolling", "run_rolling_on_workers", "run_window_deployment", "run_workflow",
-           "serve_deployments"]
+#: the public face: every name the CLI and users import from here (lazily: importing this package
+#: does not import Prefect)
+__all__ = [
+    "DEPLOYMENTS",
+    "ROLLING_CRON",
+    "ROLLING_TIMEZONE",
+    "SAMPLE_DIR_ENV",
+    "ContentStore",
+    "LeanFlow",
+    "StageCachePolicy",
+    "build_deployments",
+    "current_recorder",
+    "ensure_sample_env",
+    "key_metrics",
+    "markdown_report",
+    "multi_horizon_workflow",
+    "plan_multi_horizon",
+    "plan_rolling",
+    "plan_workflow",
+    "qlib_workflow",
+    "rolling_plan",
+    "rolling_workflow",
+    "run_multi_horizon",
+    "run_rolling",
+    "run_rolling_on_workers",
+    "run_window_deployment",
+    "run_workflow",
+    "serve_deployments",
+    "text_report",
+    "train_rolling_window",
+]
 
 _LAZY = {
     "ContentStore": "qlib_prefect.orchestration._store",
+    "LeanFlow": "qlib_prefect.orchestration._leanflow",
+    "SAMPLE_DIR_ENV": "qlib_prefect.orchestration._leanflow",
+    "ensure_sample_env": "qlib_prefect.orchestration._leanflow",
+    "key_metrics": "qlib_prefect.orchestration._report",
+    "markdown_report": "qlib_prefect.orchestration._report",
+    "text_report": "qlib_prefect.orchestration._report",
     "StageCachePolicy": "qlib_prefect.orchestration._cache",
     "current_recorder": "qlib_prefect.orchestration._flow",
     "plan_workflow": "qlib_prefect.orchestration._flow",
     "qlib_workflow": "qlib_prefect.orchestration._flow",
     "run_workflow": "qlib_prefect.orchestration._flow",
-    # rolling / multi-horizon retraining (helper M)
+    # rolling / multi-horizon retraining
     "multi_horizon_workflow": "qlib_prefect.orchestration._rolling",
     "plan_multi_horizon": "qlib_prefect.orchestration._rolling",
     "plan_rolling": "qlib_prefect.orchestration._rolling",
     "rolling_workflow": "qlib_prefect.orchestration._rolling",
     "run_multi_horizon": "qlib_prefect.orchestration._rolling",
     "run_rolling": "qlib_prefect.orchestration._rolling",
-    # deployments and windows on workers (helper N)
+    "rolling_plan": "qlib_prefect.orchestration._rolling",
+    "train_rolling_window": "qlib_prefect.orchestration._rolling",
+    # deployments and windows on workers
+    "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
+    "ROLLING_CRON": "qlib_prefect.orchestration._deploy",
+    "ROLLING_TIMEZONE": "qlib_prefect.orchestration._deploy",
     "build_deployments": "qlib_prefect.orchestration._deploy",
     "run_rolling_on_workers": "qlib_prefect.orchestration._deploy",
     "run_window_deployment": "qlib_prefect.orchestration._deploy",
     "serve_deployments": "qlib_prefect.orchestration._deploy",
 }
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

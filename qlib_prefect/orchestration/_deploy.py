@@ -263,62 +263,13 @@ def run_windows_on_deployments(
 
 
 # ------------------------------------------------------------------------------------------ rolling on workers
-def _rolling_plan(config: Any, step: int, rtype: str, trunc_days: int | None, refit_processors: bool) -> Any:
-    from qlib_prefect.orchestration import _rolling
-
-    gen = lambda t: [("rolling", x) for x in _rolling._rolling_tasks(t, step, rtype, trunc_days)]  # noqa: E731
-    return _rolling._prepare(config, gen, refit_processors)
-
-
-def _rolling_window(config: Any, index: int, step: int = 40, rtype: str = "expanding",
-                    trunc_days: int | None = None, refit_processors: bool = True, expected_key: str | None = None,
-                    refresh: bool = False) -> dict[str, Any]:
-    """Train window ``index`` of a rolling job into the shared content store (as the rolling flow's own task).
-
-    The window task has the rolling flow's cache key and result storage, so the parent's rolling flow later
-    finds it ``Cached``. ``expected_key`` guards against a plan that differs from the dispatcher's (other
-    data or code version on this worker).
-    """
-    import socket
-
-    from prefect.utilities.annotations import quote
-
-    from qlib_prefect.orchestration import _rolling
-    from qlib_prefect.orchestration._store import ContentStore
-
-    _cfg, plan = _rolling_plan(config, step, rtype, trunc_days, refit_processors)
-    if not 0 <= index < len(plan.windows):
-        raise ConfigError(f"rolling window {index}: the plan has only {len(plan.windows)} windows")
-    w = plan.windows[index]
-    if expected_key and w.key != expected_key:
-        raise RecorderError(f"rolling window {index}: key {w.key[:16]} on {socket.gethostname()} differs from the "
-                            f"dispatcher's {expected_key[:16]}: do the workers see the same data, config and "
-                            "code version?")
-    store = ContentStore()
-    ctx = _rolling._RunCtx(store_root=str(store.root), raw_groups={})
-    stale = refresh or not store.exists(_rolling.WINDOW_STAGE, w.key)
-    fut = _rolling._window_task(w, stale).submit(quote(ctx), quote(w), w.key)
-    ref = fut.result()
-    return {**ref, "window": index, "test": w.test_label(), "state": getattr(fut.state, "name", "?"),
-            "hostname": socket.gethostname(), "pid": os.getpid(), "worker_pid": os.getppid()}
-
-
 def _make_window_flow() -> Any:
-    from prefect import Flow
+    from qlib_prefect.orchestration._leanflow import LeanFlow, results_dir
+    from qlib_prefect.orchestration._rolling import train_rolling_window
 
-    from qlib_prefect.orchestration._flow import _results_dir
-
-    class _WindowFlow(Flow):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
-
-            apply_env_defaults()
-            with lean_prefect_settings():
-                return super().__call__(*args, **kwargs)
-
-    return _WindowFlow(
-        _rolling_window, name="qlib-rolling-window", persist_result=True, result_serializer="json",
-        result_storage=_results_dir(), validate_parameters=False, log_prints=False,
+    return LeanFlow(
+        train_rolling_window, name="qlib-rolling-window", persist_result=True, result_serializer="json",
+        result_storage=results_dir(), validate_parameters=False, log_prints=False,
         description="One window of a rolling job, trained into the shared content store.",
     )
 
@@ -356,7 +307,7 @@ def run_rolling_on_workers(
     """
     from prefect.deployments import run_deployment
 
-    from qlib_prefect.orchestration import _rolling
+    from qlib_prefect.orchestration._rolling import SUMMARY_STAGE, WINDOW_STAGE, rolling_plan, rolling_workflow
     from qlib_prefect.orchestration._store import ContentStore
 
     if isinstance(config, dict):  # the workers get it as JSON: plan from the same JSON form here
@@ -366,14 +317,15 @@ def run_rolling_on_workers(
     else:
         raise ConfigError(f"run_rolling_on_workers: config file {config!r} not found (the workers need a path "
                           "they can read, or pass the config as a dict)")
-    _cfg, plan = _rolling_plan(config, step, rtype, trunc_days, refit_processors)
+    _cfg, plan = rolling_plan(config, step=step, rtype=rtype, trunc_days=trunc_days,
+                             refit_processors=refit_processors)
     store = ContentStore()
-    todo = [w for w in plan.windows if refresh or not store.exists(_rolling.WINDOW_STAGE, w.key)]
+    todo = [w for w in plan.windows if refresh or not store.exists(WINDOW_STAGE, w.key)]
     if refresh:  # recompute: drop the old entries (windows here, summaries before the summary run)
         for w in todo:
-            store.delete(_rolling.WINDOW_STAGE, w.key)
+            store.delete(WINDOW_STAGE, w.key)
         for key in plan.summaries.values():
-            store.delete(_rolling.SUMMARY_STAGE, key)
+            store.delete(SUMMARY_STAGE, key)
     logger.info("rolling on workers: %d of %d windows to train via %s", len(todo), len(plan.windows), deployment)
 
     def one(w: Any) -> dict[str, Any]:
@@ -403,11 +355,11 @@ def run_rolling_on_workers(
         errors = [d for d in dispatched if isinstance(d, Exception)]
         if errors:
             raise errors[0]
-    missing = [w.index for w in todo if not store.exists(_rolling.WINDOW_STAGE, w.key)]
+    missing = [w.index for w in todo if not store.exists(WINDOW_STAGE, w.key)]
     if missing:
         raise RecorderError(f"rolling on workers: windows {missing} completed on the workers but are not in the "
                             f"content store {store.root}: do the workers share QLIB_PREFECT_HOME?")
-    summary = _rolling.rolling_workflow(config, step=step, rtype=rtype, trunc_days=trunc_days,
+    summary = rolling_workflow(config, step=step, rtype=rtype, trunc_days=trunc_days,
                                         experiment_name=experiment_name, refresh=False,
                                         refit_processors=refit_processors)
     summary["dispatched"] = dispatched

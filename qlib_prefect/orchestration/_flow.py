@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import shlex
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from prefect import Flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import task
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -26,16 +23,15 @@ from qlib_prefect.config.runtime import register_init_hook
 from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
-from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
+from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
+from qlib_prefect.orchestration._publish import publish_task, recorder_for_run
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
 
-__all__ = ["SAMPLE_DIR_ENV", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
+__all__ = ["current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
-#: Jinja variable of the example configs: the bundled sample's qlib-format directory.
-SAMPLE_DIR_ENV = "QLIB_PREFECT_SAMPLE_DIR"
 CONFIG_HASH_TAG = "qlib_prefect.config_hash"
 FINGERPRINT_TAG = "qlib_prefect.data_fingerprint"
 VERSION_TAG = "qlib_prefect.version"
@@ -55,41 +51,10 @@ def current_recorder(run_id: str | None = None, uri: str | None = None) -> Any:
         return rec
     if run_id is None:
         raise RecorderError("current_recorder: no qlib_workflow run is active here; pass run_id= explicitly")
-    from qlib_prefect.workflow._store import get_client, resolve_uri, retry_locked
-    from qlib_prefect.workflow.recorder import MLflowRecorder
-
-    uri = resolve_uri(uri or os.environ.get("MLFLOW_TRACKING_URI"))
-    run = retry_locked(lambda: get_client(uri).get_run(run_id))
-    return MLflowRecorder(run.info.experiment_id, uri, mlflow_run=run)
+    return recorder_for_run(run_id, uri)
 
 
 # ------------------------------------------------------------------------------------------ config loading
-def _needs_sample(path: Path) -> bool:
-    try:
-        return SAMPLE_DIR_ENV in path.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
-def ensure_sample_env(config: Any) -> None:
-    """Set ``$QLIB_PREFECT_SAMPLE_DIR`` to the bundled sample (materialised once) when a config file uses it."""
-    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
-        return
-    if _needs_sample(Path(config).expanduser()):
-        from qlib_prefect.data.sample import sample_data_dir
-
-        os.environ[SAMPLE_DIR_ENV] = str(sample_data_dir())
-
-
-def _load(config: Any) -> Any:
-    from qlib_prefect.config.loader import WorkflowConfig, load_config
-
-    if isinstance(config, WorkflowConfig):
-        return config
-    ensure_sample_env(config)
-    return load_config(config)
-
-
 _INIT: dict[str, Any] = {"qinit": None}
 
 
@@ -127,7 +92,7 @@ def plan_workflow(config: Any) -> list[dict[str, Any]]:
     """The stages of a config with their keys and whether each is complete in the content store (no run)."""
     from qlib_prefect._version import code_version
 
-    cfg = _load(config)
+    cfg = load_workflow_config(config)
     fingerprint, env = _init_runtime(cfg)
     store = ContentStore()
     return [
@@ -137,14 +102,6 @@ def plan_workflow(config: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ tasks
-def _results_dir() -> Path:
-    from qlib_prefect.config.settings import home_dir
-
-    p = home_dir() / "prefect-results"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
 def _stage_fn(ctx: RunContext, spec: StageSpec, stage_key: str) -> dict[str, Any]:
     from prefect import get_run_logger
 
@@ -159,49 +116,11 @@ def _stage_task(spec: StageSpec, refresh: bool) -> Any:
         task_run_name=f"{spec.name}-{spec.key[:8]}",
         cache_policy=StageCachePolicy(),
         persist_result=True,
-        result_storage=_results_dir(),
+        result_storage=results_dir(),
         result_serializer="json",
         refresh_cache=refresh,
         retries=0,
     )
-
-
-def _publish_fn(refs: list[dict[str, Any]], run_id: str, uri: str) -> dict[str, float]:
-    """Copy every stage entry's artifacts, metrics, params and tags into the MLflow run."""
-    from mlflow.entities import Metric
-
-    from qlib_prefect.workflow._store import retry_locked
-
-    rec = current_recorder(run_id, uri)
-    store_entries = []
-    for ref in refs:
-        stage_dir = Path(ref["path"])
-        from qlib_prefect.orchestration._store import StoreEntry
-
-        store_entries.append(StoreEntry(path=stage_dir, stage=stage_dir.parent.name, key=ref["key"]))
-    repo = rec._artifact_repo()
-    now = int(time.time() * 1000)
-    metrics: list[Any] = []
-    latest: dict[str, float] = {}
-    for entry in store_entries:
-        if entry.artifact_dir.is_dir() and any(entry.artifact_dir.iterdir()):
-            repo.log_artifacts(str(entry.artifact_dir), None)
-        for name, value, step in entry.metrics():
-            metrics.append(Metric(key=name, value=float(value), timestamp=now, step=int(step)))
-            latest[name] = float(value)
-        if entry.params():
-            rec.log_params(**entry.params())
-        if entry.tags():
-            rec.set_tags(**entry.tags())
-    rec.flush()
-    client = rec.client
-    for i in range(0, len(metrics), 1000):
-        chunk = metrics[i: i + 1000]
-        retry_locked(lambda c=chunk: client.log_batch(run_id, metrics=c))
-    return latest
-
-
-_publish_task = task(_publish_fn, name="publish-to-mlflow", cache_policy=NO_CACHE, persist_result=False)
 
 
 # ------------------------------------------------------------------------------------------ the flow
@@ -228,7 +147,7 @@ def _workflow(
     from qlib_prefect.workflow import R
 
     t0 = time.perf_counter()
-    cfg = _load(config)
+    cfg = load_workflow_config(config)
     fingerprint, env = _init_runtime(cfg, reuse=True)
     plan = build_plan(cfg.task, fingerprint=fingerprint, env=env, version=code_version())
     by_name = {s.name: s for s in plan}
@@ -276,7 +195,7 @@ def _workflow(
             first = futures[failed[0]]
             first.result(raise_on_failure=True)  # re-raises the stage's own exception
             raise RecorderError(f"stages did not complete: {', '.join(failed)}")
-        latest = _publish_task(refs, recorder.id, recorder.uri)
+        latest = publish_task(refs, recorder.id, recorder.uri)
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         recorder.save_objects(config=cfg.raw)
@@ -353,46 +272,28 @@ def _prewarm(cfg: Any, fingerprint: str, env: str, refresh: bool) -> None:
         logger.debug("dataset prebuild skipped: %s", e)
 
 
-def _warm_tracking() -> None:
-    """Open the MLflow store of the run to come (import, engine, schema) in this thread, while the Prefect API
-    server starts or the dataset builds; the flow's ``R.start_exp`` then finds the client ready."""
-    try:
-        from qlib_prefect.workflow import R
-        from qlib_prefect.workflow.expm import MLflowExpManager
-
-        manager = R.exp_manager
-        if isinstance(manager, MLflowExpManager):
-            manager.client  # noqa: B018 - builds and caches the client of the manager's URI
-    except Exception as e:  # the flow opens it again and reports the error
-        logger.debug("tracking warm-up skipped: %s", e)
-
-
 def _join_prewarm() -> None:
     while _PREWARM:
         _PREWARM.pop().join()
 
 
-class _WorkflowFlow(Flow):
-    """A flow whose direct call applies the lean Prefect settings (heartbeats off, services off when local)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        apply_env_defaults()
-        config = args[0] if args else kwargs.get("config")
-        if config is not None:
-            cfg = _load(config)  # config errors fail here, naming the YAML path, before any flow run is created
-            fingerprint, env = _init_runtime(cfg)
-            refresh = bool(kwargs.get("refresh", args[2] if len(args) > 2 else False))
-            th = threading.Thread(target=_prewarm, args=(cfg, fingerprint, env, refresh),
-                                  name="qlib-prefect-prewarm", daemon=True)
-            _PREWARM.append(th)
-            th.start()
-            _warm_tracking()
-        with lean_prefect_settings():  # waits for an API server the CLI started early
-            return super().__call__(*args, **kwargs)
+def _prepare_workflow(config: Any = None, experiment_name: str | None = None, refresh: bool = False) -> None:
+    """Before the flow run: load the config (errors fail here, naming the YAML path), init the data, start the
+    dataset prebuild and open the MLflow store while the Prefect API server starts."""
+    if config is None:
+        return
+    cfg = load_workflow_config(config)
+    fingerprint, env = _init_runtime(cfg)
+    th = threading.Thread(target=_prewarm, args=(cfg, fingerprint, env, refresh), name="qlib-prefect-prewarm",
+                          daemon=True)
+    _PREWARM.append(th)
+    th.start()
+    warm_tracking()
 
 
-qlib_workflow = _WorkflowFlow(
+qlib_workflow = LeanFlow(
     _workflow,
+    prepare=_prepare_workflow,
     name="qlib-workflow",
     task_runner=ThreadPoolTaskRunner(max_workers=4),
     persist_result=False,

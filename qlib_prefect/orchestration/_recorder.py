@@ -18,6 +18,7 @@ from typing import Any
 
 from qlib_prefect.errors import LoadObjectError
 from qlib_prefect.orchestration._store import ARTIFACTS
+from qlib_prefect.utils.serial import general_dump
 
 __all__ = ["StoreRecorder"]
 
@@ -64,12 +65,10 @@ class StoreRecorder:
             else:
                 shutil.copy2(src, base / src.name)
             return
-        from qlib_prefect.workflow.recorder import _dump
-
         for name, obj in kwargs.items():
             target = base / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _dump(obj, target)
+            general_dump(obj, target)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         src = Path(local_path)

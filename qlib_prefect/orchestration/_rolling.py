@@ -32,24 +32,26 @@ import copy
 import hashlib
 import json
 import logging
-import shutil
-import threading
+import os
 import time
-import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import Flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from qlib_prefect.errors import ConfigError, RecorderError
-from qlib_prefect.orchestration._cache import RECORD_MODULE, StageCachePolicy, resolve_dotted
+from qlib_prefect.orchestration._cache import StageCachePolicy, resolve_dotted
+from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
+from qlib_prefect.orchestration._memo import MEMO
+from qlib_prefect.orchestration._publish import PARENT_TAG, publish_child_run, publish_child_task, publish_refs
 from qlib_prefect.orchestration._recorder import StoreRecorder
 from qlib_prefect.orchestration._store import ContentStore
+from qlib_prefect.utils import flatten_dict
+from qlib_prefect.workflow.pipeline import RECORD_MODULE, build_dataset, execute_task, run_records
 
 __all__ = [
     "PARENT_TAG",
@@ -59,27 +61,23 @@ __all__ = [
     "multi_horizon_workflow",
     "plan_multi_horizon",
     "plan_rolling",
+    "rolling_plan",
     "rolling_workflow",
     "run_multi_horizon",
     "run_rolling",
+    "train_rolling_window",
 ]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
 WINDOW_STAGE = "rolling_window"
 SUMMARY_STAGE = "rolling_summary"
-PARENT_TAG = "mlflow.parentRunId"
 WINDOW_TAG = "qlib_prefect.rolling.window"
 TEST_SEGMENT_TAG = "qlib_prefect.rolling.test_segment"
 GROUP_TAG = "qlib_prefect.rolling.group"
 KEY_TAG = "qlib_prefect.rolling.key"
 #: record classes run once on the merged predictions instead of per window
 SUMMARY_ONLY = ("PortAnaRecord", "MultiPassPortAnaRecord")
-
-_RAW: dict[str, pd.DataFrame] = {}
-_RAW_LOCKS: dict[str, threading.Lock] = {}
-_RAW_GUARD = threading.Lock()
-
 
 # ------------------------------------------------------------------------------------------ window specs
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ class WindowSpec:
 
 
 @dataclass
-class _Plan:
+class RollingPlan:
     windows: list[WindowSpec]
     summaries: dict[str, str]  #: group -> summary key
     summary_records: list[Any]
@@ -213,7 +211,7 @@ def _fingerprint(provider: Any, until: str | None, memo: dict) -> str:
 
 
 def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any], *, env: str,
-                refit_processors: bool) -> _Plan:
+                refit_processors: bool) -> RollingPlan:
     from qlib_prefect._version import code_version
     from qlib_prefect.config.hashing import canonical_hash, describe
     from qlib_prefect.config.runtime import get_provider
@@ -239,7 +237,7 @@ def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any
                 raise ConfigError("task.dataset.kwargs.handler: not a data handler")
             until = _until(cal, handler.end_time, _lookahead(handler))
             try:
-                spec = {"loader": describe(handler._loader_config), "instruments": handler.instruments,
+                spec = {"loader": describe(handler.loader_config), "instruments": handler.instruments,
                         "start": handler.start_time, "class": type(handler).__name__}
                 raw_group = canonical_hash(spec)[:16]
                 g = raw_groups.setdefault(raw_group, {"handler": hcfg, "spec": spec, "ends": []})
@@ -259,7 +257,7 @@ def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any
         keys = [w.key for w in windows if w.group == group]
         summaries[group] = _sha("rolling-summary", group, keys, canonical_hash(summary_records), env,
                                 code_version())
-    return _Plan(windows=windows, summaries=summaries, summary_records=summary_records, raw_groups=raw_groups,
+    return RollingPlan(windows=windows, summaries=summaries, summary_records=summary_records, raw_groups=raw_groups,
                  template=template)
 
 
@@ -275,17 +273,11 @@ def _rolling_tasks(template: dict[str, Any], step: int, rtype: str, trunc_days: 
     return RollingGen(step=int(step), rtype=rtype, trunc_days=trunc_days).generate(template)
 
 
-def _load(config: Any) -> Any:
-    from qlib_prefect.orchestration._flow import _load as load
-
-    return load(config)
-
-
-def _prepare(config: Any, gen: Any, refit_processors: bool) -> tuple[Any, _Plan]:
+def _prepare(config: Any, gen: Any, refit_processors: bool) -> tuple[Any, RollingPlan]:
     """Load + init, generate ``[(group, task)]`` with ``gen(template)`` and key every window."""
     from qlib_prefect.orchestration._cache import env_hash
 
-    cfg = _load(config)
+    cfg = load_workflow_config(config)
     import qlib_prefect
 
     qlib_prefect.init(**cfg.qlib_init)
@@ -298,7 +290,7 @@ def _prepare(config: Any, gen: Any, refit_processors: bool) -> tuple[Any, _Plan]
     return cfg, _build_plan(tasks, template, env=env_hash(cfg.qlib_init), refit_processors=refit_processors)
 
 
-def _plan_rows(plan: _Plan, store: ContentStore) -> list[dict[str, Any]]:
+def _plan_rows(plan: RollingPlan, store: ContentStore) -> list[dict[str, Any]]:
     rows = []
     for w in plan.windows:
         seg = {k: [_d(x) for x in v] for k, v in w.segments.items()}
@@ -310,11 +302,18 @@ def _plan_rows(plan: _Plan, store: ContentStore) -> list[dict[str, Any]]:
     return rows
 
 
+def rolling_plan(config: Any, *, step: int = 40, rtype: str = "expanding", trunc_days: int | None = None,
+                 refit_processors: bool = True) -> tuple[Any, RollingPlan]:
+    """``(config, plan)`` of a rolling job: the process initialised for its data, every window keyed."""
+    gen = lambda t: [("rolling", x) for x in _rolling_tasks(t, step, rtype, trunc_days)]  # noqa: E731
+    return _prepare(config, gen, refit_processors)
+
+
 def plan_rolling(config: Any, *, step: int = 40, rtype: str = "expanding", trunc_days: int | None = None,
                  refit_processors: bool = True) -> list[dict[str, Any]]:
     """Every window's segments, handler end, key and whether it is cached (a dry run: nothing is computed)."""
-    gen = lambda t: [("rolling", x) for x in _rolling_tasks(t, step, rtype, trunc_days)]  # noqa: E731
-    _cfg, plan = _prepare(config, gen, refit_processors)
+    _cfg, plan = rolling_plan(config, step=step, rtype=rtype, trunc_days=trunc_days,
+                              refit_processors=refit_processors)
     return _plan_rows(plan, ContentStore())
 
 
@@ -341,98 +340,39 @@ def plan_multi_horizon(config: Any, *, horizon: list[int], label_leak_n: int = 2
 
 
 # ------------------------------------------------------------------------------------------ raw frames
-def _raw_cache_dir() -> Path:
-    from qlib_prefect.config.settings import home_dir
-
-    d = home_dir() / "raw_cache"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def _union_end(ends: list[Any]) -> Any:
     if any(e is None for e in ends):
         return None
     return max(pd.Timestamp(e) for e in ends)
 
 
-def _raw_key(info: dict[str, Any], end: Any, fingerprint: str) -> str:
-    from qlib_prefect._version import __version__
-    from qlib_prefect.config.hashing import canonical_hash
-    from qlib_prefect.data.cache import code_fingerprint
-
-    # raw features depend on the data layer only: its source hash, as in the handler cache key
-    return canonical_hash({"raw": info["spec"], "end": end, "fp": fingerprint, "version": __version__,
-                           "code": code_fingerprint()})
-
-
-def _load_raw_cached(key: str) -> pd.DataFrame | None:
-    from qlib_prefect.data import cache as hcache
-
-    folder = _raw_cache_dir() / key
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        return hcache._load_frame(folder, "raw", meta)
-    except FileNotFoundError:
-        return None
-    except Exception as e:  # corrupt entry: rebuild
-        logger.warning("raw cache entry %s unreadable (%s); rebuilding", key[:12], e)
-        shutil.rmtree(folder, ignore_errors=True)
-        return None
-
-
-def _store_raw(key: str, df: pd.DataFrame) -> None:
-    from qlib_prefect.data import cache as hcache
-
-    root = _raw_cache_dir()
-    tmp = root / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        meta = hcache._save_frame(tmp, "raw", df)
-        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        try:
-            tmp.rename(root / key)
-        except OSError:  # a concurrent writer won
-            shutil.rmtree(tmp, ignore_errors=True)
-    except TypeError as e:  # a frame the cache format cannot hold (mixed dtypes): keep it in memory only
-        logger.info("raw cache: not stored (%s)", e)
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _raw_frame(ctx: _RunCtx, gid: str) -> pd.DataFrame:
     """The loader output for raw group ``gid`` over the union span of the windows to train (once per run)."""
-    with _RAW_GUARD:
-        if gid in _RAW:
-            return _RAW[gid]
-        lock = _RAW_LOCKS.setdefault(gid, threading.Lock())
-    with lock:
-        if gid in _RAW:
-            return _RAW[gid]
-        from qlib_prefect.config.runtime import get_provider
-        from qlib_prefect.data import cache as hcache
+    return MEMO.get("raw", gid, lambda: _build_raw(ctx, gid))
 
-        info = ctx.raw_groups[gid]
-        end = _union_end(info["ends"])
-        handler = _make_handler(info["handler"], end_time=end)
-        cal = pd.DatetimeIndex(get_provider().calendar())
-        fp = _fingerprint(get_provider(), _until(cal, end, _lookahead(handler)), {})
-        key = _raw_key(info, end, fp)
-        use_cache = hcache.cache_enabled(None)
-        df = _load_raw_cached(key) if use_cache else None
-        if df is None:
-            t0 = time.perf_counter()
-            df = handler._load_raw()
-            logger.info("rolling: raw features for %s .. %s computed in %.1fs (%d rows)", _d(handler.start_time),
-                        _d(end), time.perf_counter() - t0, len(df))
-            if use_cache:
-                _store_raw(key, df)
-        else:
-            logger.info("rolling: raw features for %s .. %s from the raw cache", _d(handler.start_time), _d(end))
-        with _RAW_GUARD:
-            _RAW[gid] = df
-        return df
+
+def _build_raw(ctx: _RunCtx, gid: str) -> pd.DataFrame:
+    from qlib_prefect.config.runtime import get_provider
+    from qlib_prefect.data import cache as hcache
+
+    info = ctx.raw_groups[gid]
+    end = _union_end(info["ends"])
+    handler = _make_handler(info["handler"], end_time=end)
+    cal = pd.DatetimeIndex(get_provider().calendar())
+    fp = _fingerprint(get_provider(), _until(cal, end, _lookahead(handler)), {})
+    key = hcache.raw_key(info["spec"], end, fp)
+    use_cache = hcache.cache_enabled(None)
+    df = hcache.load_raw_frame(key) if use_cache else None
+    if df is None:
+        t0 = time.perf_counter()
+        df = handler.load_raw()
+        logger.info("rolling: raw features for %s .. %s computed in %.1fs (%d rows)", _d(handler.start_time),
+                    _d(end), time.perf_counter() - t0, len(df))
+        if use_cache:
+            hcache.store_raw_frame(key, df)
+    else:
+        logger.info("rolling: raw features for %s .. %s from the raw cache", _d(handler.start_time), _d(end))
+    return df
 
 
 def _slice_dates(df: pd.DataFrame, start: Any, end: Any) -> pd.DataFrame:
@@ -481,58 +421,22 @@ def _as_window(w: WindowSpec | dict[str, Any]) -> WindowSpec:
 
 
 def _window_dataset(ctx: _RunCtx, w: WindowSpec) -> Any:
-    from qlib_prefect.data.dataset import Dataset
-    from qlib_prefect.data.handler import DataHandlerLP
-    from qlib_prefect.utils import init_instance_by_config
-
+    """The window's dataset; its handler is set up from the run's shared raw frame when it has one."""
     dcfg = copy.deepcopy(w.task["dataset"])
     if ctx.share_raw and w.raw_group is not None and w.raw_group in ctx.raw_groups:
-        hcfg = dcfg["kwargs"]["handler"]
-        handler = _make_handler(hcfg)
-        raw = _raw_frame(ctx, w.raw_group)
-        handler._data = _slice_dates(raw, handler.start_time, handler.end_time)
-        if isinstance(handler, DataHandlerLP):
-            handler.fit_process_data()
+        handler = _make_handler(dcfg["kwargs"]["handler"])
+        handler.setup_from_raw(_slice_dates(_raw_frame(ctx, w.raw_group), handler.start_time, handler.end_time))
         dcfg["kwargs"]["handler"] = handler
-    return init_instance_by_config(dcfg, "qlib_prefect.data.dataset", accept_types=Dataset,
-                                   _where="task.dataset")
+    return build_dataset(dcfg)
 
 
 def _train_window(ctx: _RunCtx, w: WindowSpec, rec: StoreRecorder) -> None:
-    from qlib_prefect.model.base import Model
-    from qlib_prefect.orchestration._stages import _accepts, _light_dataset
-    from qlib_prefect.utils import flatten_dict, init_instance_by_config
-    from qlib_prefect.utils.placeholder import fill_placeholder
-
     task = copy.deepcopy(w.task)
     rec.log_params(**flatten_dict(task))
     rec.set_tags(**{WINDOW_TAG: str(w.index), TEST_SEGMENT_TAG: w.test_label(), GROUP_TAG: w.group,
                     KEY_TAG: w.key})
     rec.save_objects(task=task)
-    dataset = _window_dataset(ctx, w)
-    model = init_instance_by_config(task["model"], "qlib_prefect.model.gbdt", accept_types=Model,
-                                    _where="task.model")
-    kwargs: dict[str, Any] = {}
-    reweighter = task.get("reweighter")
-    if reweighter is not None:
-        if isinstance(reweighter, dict):
-            reweighter = init_instance_by_config(reweighter, _where="task.reweighter")
-        if _accepts(model.fit, "reweighter"):
-            kwargs["reweighter"] = reweighter
-    if _accepts(model.fit, "recorder"):
-        kwargs["recorder"] = rec
-    model.fit(dataset, **kwargs)
-    rec.save_objects(**{"params.pkl": model})
-    try:
-        rec.save_objects(dataset=_light_dataset(dataset))
-    except Exception as e:  # unpicklable custom dataset
-        logger.warning("window %d: cannot save the 'dataset' artifact (%s)", w.index, e)
-    records = fill_placeholder(task, {"<MODEL>": model, "<DATASET>": dataset})["record"]
-    for i, cfg in enumerate(records):
-        record = init_instance_by_config(cfg, RECORD_MODULE, recorder=rec,
-                                         try_kwargs={"model": model, "dataset": dataset},
-                                         _where=f"task.record.{i}")
-        record.generate()
+    execute_task(task, rec, dataset=_window_dataset(ctx, w))
 
 
 def _window_fn(ctx: _RunCtx | dict[str, Any], w: WindowSpec | dict[str, Any], stage_key: str) -> dict[str, Any]:
@@ -549,23 +453,47 @@ def _window_fn(ctx: _RunCtx | dict[str, Any], w: WindowSpec | dict[str, Any], st
     return {"stage": WINDOW_STAGE, "key": w.key, "path": str(store.path(WINDOW_STAGE, w.key))}
 
 
-def _results_dir() -> Path:
-    from qlib_prefect.orchestration._flow import _results_dir as rd
-
-    return rd()
-
-
 def _window_task(w: WindowSpec, refresh: bool) -> Any:
     return task(_window_fn, name="rolling-window", task_run_name=f"window-{w.index}-{w.test_label()}",
-                cache_policy=StageCachePolicy(), persist_result=True, result_storage=_results_dir(),
+                cache_policy=StageCachePolicy(), persist_result=True, result_storage=results_dir(),
                 result_serializer="json", refresh_cache=refresh, retries=0)
+
+
+def train_rolling_window(config: Any, index: int, step: int = 40, rtype: str = "expanding",
+                         trunc_days: int | None = None, refit_processors: bool = True,
+                         expected_key: str | None = None, refresh: bool = False) -> dict[str, Any]:
+    """Train window ``index`` of a rolling job into the shared content store (as the rolling flow's own task).
+
+    The window task has the rolling flow's cache key and result storage, so the parent's rolling flow later
+    finds it ``Cached``. ``expected_key`` guards against a plan that differs from the dispatcher's (other
+    data or code version on this worker).
+    """
+    import socket
+
+    from prefect.utilities.annotations import quote
+
+    _cfg, plan = rolling_plan(config, step=step, rtype=rtype, trunc_days=trunc_days,
+                              refit_processors=refit_processors)
+    if not 0 <= index < len(plan.windows):
+        raise ConfigError(f"rolling window {index}: the plan has only {len(plan.windows)} windows")
+    w = plan.windows[index]
+    if expected_key and w.key != expected_key:
+        raise RecorderError(f"rolling window {index}: key {w.key[:16]} on {socket.gethostname()} differs from the "
+                            f"dispatcher's {expected_key[:16]}: do the workers see the same data, config and "
+                            "code version?")
+    store = ContentStore()
+    ctx = _RunCtx(store_root=str(store.root), raw_groups={})
+    stale = refresh or not store.exists(WINDOW_STAGE, w.key)
+    fut = _window_task(w, stale).submit(quote(ctx), quote(w), w.key)
+    ref = fut.result()
+    return {**ref, "window": index, "test": w.test_label(), "state": getattr(fut.state, "name", "?"),
+            "hostname": socket.gethostname(), "pid": os.getpid(), "worker_pid": os.getppid()}
 
 
 # ------------------------------------------------------------------------------------------ summary stage
 def _summary_fn(ctx: _RunCtx | dict[str, Any], group: str, window_refs: list[dict[str, Any]], records: list[Any],
                 stage_key: str) -> dict[str, Any]:
     from qlib_prefect.task.ens import RollingEnsemble
-    from qlib_prefect.utils import init_instance_by_config
 
     ctx = _as_ctx(ctx)
 
@@ -587,45 +515,24 @@ def _summary_fn(ctx: _RunCtx | dict[str, Any], group: str, window_refs: list[dic
         if labels:
             rec.save_objects(**{"label.pkl": RollingEnsemble()(labels)})
         rec.set_tags(**{GROUP_TAG: group, "qlib_prefect.rolling.windows": str(len(window_refs))})
-        for i, cfg in enumerate(copy.deepcopy(records)):
-            record = init_instance_by_config(cfg, RECORD_MODULE, recorder=rec, _where=f"summary.record.{i}")
-            record.generate()
+        run_records({"record": copy.deepcopy(records)}, rec)
         rec.flush()
     return {"stage": SUMMARY_STAGE, "key": stage_key, "path": str(store.path(SUMMARY_STAGE, stage_key))}
 
 
 def _summary_task(group: str, refresh: bool) -> Any:
     return task(_summary_fn, name="rolling-summary", task_run_name=f"summary-{group}",
-                cache_policy=StageCachePolicy(), persist_result=True, result_storage=_results_dir(),
+                cache_policy=StageCachePolicy(), persist_result=True, result_storage=results_dir(),
                 result_serializer="json", refresh_cache=refresh, retries=0)
 
 
 # ------------------------------------------------------------------------------------------ MLflow runs
-def _publish_window_fn(ref: dict[str, Any], w: WindowSpec | dict[str, Any], state: str, parent_id: str,
-                       experiment_id: str, uri: str, run_name: str | None = None) -> str:
-    """A new MLflow run for window ``w`` (child of ``parent_id``) holding the window's stage entry."""
-    w = _as_window(w)
-    from qlib_prefect.orchestration._flow import _publish_fn
-    from qlib_prefect.workflow._store import get_client, retry_locked
-
-    client = get_client(uri)
-    name = run_name or f"window-{w.index}"
-    tags = {PARENT_TAG: parent_id, TEST_SEGMENT_TAG: w.test_label(), GROUP_TAG: w.group, KEY_TAG: w.key,
-            "qlib_prefect.rolling.state": state, "mlflow.runName": name}
+def _window_tags(w: WindowSpec, state: str) -> dict[str, str]:
+    """Tags of the MLflow run of window ``w`` (of a group summary when ``w.index`` < 0)."""
+    tags = {TEST_SEGMENT_TAG: w.test_label(), GROUP_TAG: w.group, KEY_TAG: w.key, "qlib_prefect.rolling.state": state}
     if w.index >= 0:
         tags[WINDOW_TAG] = str(w.index)
-    run = retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
-    run_id = run.info.run_id
-    try:
-        _publish_fn([ref], run_id, uri)
-    except BaseException:
-        retry_locked(lambda: client.set_terminated(run_id, "FAILED"))
-        raise
-    retry_locked(lambda: client.set_terminated(run_id, "FINISHED"))
-    return run_id
-
-
-_publish_window = task(_publish_window_fn, name="publish-window", cache_policy=NO_CACHE, persist_result=False)
+    return tags
 
 
 # ------------------------------------------------------------------------------------------ the flow
@@ -633,10 +540,10 @@ def _state_name(state: Any) -> str:
     return getattr(state, "name", None) or str(getattr(state, "type", "?"))
 
 
-def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, refresh: bool,
+def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | None, refresh: bool,
               params: dict[str, Any]) -> dict[str, Any]:
     from qlib_prefect._version import __version__
-    from qlib_prefect.orchestration._flow import CONFIG_HASH_TAG, VERSION_TAG, _publish_fn
+    from qlib_prefect.orchestration._flow import CONFIG_HASH_TAG, VERSION_TAG
     from qlib_prefect.orchestration._report import key_metrics
     from qlib_prefect.utils import flatten_dict
     from qlib_prefect.workflow import R
@@ -678,8 +585,9 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
             ref = fut.result()
             results.append({"window": w.index, "group": w.group, "test": w.test_label(), "key": w.key,
                             "state": state, "ref": ref})
-            pubs.append(_publish_window.submit(ref, _fields(w), state, parent.id, parent.experiment_id,
-                                               parent.uri))
+            pubs.append(publish_child_task.submit(
+                [ref], parent_id=parent.id, experiment_id=parent.experiment_id, uri=parent.uri,
+                name=f"window-{w.index}", tags=_window_tags(w, state)))
         if failed:
             failed[0][1].result(raise_on_failure=True)
             raise RecorderError(f"rolling windows did not complete: {[w.index for w, _ in failed]}")
@@ -695,12 +603,12 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
             sref = sfut.result()
             summary_states[group] = _state_name(sfut.state)
             if len(plan.summaries) == 1:
-                metrics.update(_publish_fn([sref], parent.id, parent.uri))
+                metrics.update(publish_refs([sref], parent.id, parent.uri, recorder=parent))
             else:  # one child run per group; the parent gets the group's metrics prefixed
                 gw = WindowSpec(index=-1, group=group, task={"dataset": {"kwargs": {"segments": {
                     "test": (None, None)}}}}, key=skey, until=None, fingerprint="", raw_group=None)
-                _publish_window_fn(sref, gw, summary_states[group], parent.id, parent.experiment_id, parent.uri,
-                                   run_name=f"summary-{group}")
+                publish_child_run([sref], parent_id=parent.id, experiment_id=parent.experiment_id, uri=parent.uri,
+                                  name=f"summary-{group}", tags=_window_tags(gw, summary_states[group]))
                 entry_metrics = json.loads((Path(sref["path"]) / "metrics.json").read_text(encoding="utf-8"))
                 prefixed = {f"{group}.{k}": float(v) for k, v, _ in entry_metrics}
                 if prefixed:
@@ -727,17 +635,15 @@ def _run_plan(cfg: Any, plan: _Plan, *, kind: str, experiment_name: str | None, 
 
 
 def _drop_raw() -> None:
-    with _RAW_GUARD:
-        _RAW.clear()
-        _RAW_LOCKS.clear()
+    MEMO.drop("raw")
 
 
 def _rolling(config: Any, step: int = 40, rtype: str = "expanding", trunc_days: int | None = None,
              experiment_name: str | None = None, refresh: bool = False,
              refit_processors: bool = True) -> dict[str, Any]:
     """Rolling retraining of a qrun task config: one cached task + MLflow run per window, then a summary."""
-    gen = lambda t: [("rolling", x) for x in _rolling_tasks(t, step, rtype, trunc_days)]  # noqa: E731
-    cfg, plan = _prepare(config, gen, refit_processors)
+    cfg, plan = rolling_plan(config, step=step, rtype=rtype, trunc_days=trunc_days,
+                             refit_processors=refit_processors)
     params = {"step": step, "rtype": rtype, "trunc_days": trunc_days, "refit_processors": refit_processors}
     return _run_plan(cfg, plan, kind="rolling", experiment_name=experiment_name, refresh=refresh, params=params)
 
@@ -755,34 +661,26 @@ def _multi_horizon(config: Any, horizon: list[int] | tuple[int, ...] = (5,), lab
                      params=params)
 
 
-class _LeanFlow(Flow):
-    """Direct calls apply the lean Prefect settings (as ``qlib_workflow``); config errors fail before a run."""
+def _prepare_rolling(config: Any = None, *args: Any, **kwargs: Any) -> None:
+    """Before the flow run: load the config (errors fail here, naming the YAML path), init the data and open
+    the MLflow store while the Prefect API server starts."""
+    if config is not None:
+        import qlib_prefect
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
-
-        apply_env_defaults()
-        config = args[0] if args else kwargs.get("config")
-        if config is not None:
-            cfg = _load(config)
-            import qlib_prefect
-            from qlib_prefect.orchestration._flow import _warm_tracking
-
-            qlib_prefect.init(**cfg.qlib_init)
-            _warm_tracking()  # opens the MLflow store while the Prefect API server starts
-        with lean_prefect_settings():
-            return super().__call__(*args, **kwargs)
+        qlib_prefect.init(**load_workflow_config(config).qlib_init)
+        warm_tracking()
 
 
 DEFAULT_MAX_WORKERS = 2
 
-rolling_workflow = _LeanFlow(
-    _rolling, name="qlib-rolling", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS),
+rolling_workflow = LeanFlow(
+    _rolling, prepare=_prepare_rolling, name="qlib-rolling",
+    task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS),
     persist_result=False, validate_parameters=False, log_prints=False,
     description="Rolling retraining: one cached task and MLflow run per window, merged predictions analysed.",
 )
-multi_horizon_workflow = _LeanFlow(
-    _multi_horizon, name="qlib-multi-horizon",
+multi_horizon_workflow = LeanFlow(
+    _multi_horizon, prepare=_prepare_rolling, name="qlib-multi-horizon",
     task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS), persist_result=False,
     validate_parameters=False, log_prints=False,
     description="Multi-horizon retraining: one cached task and MLflow run per horizon (and window).",

@@ -4,10 +4,9 @@ A *task* is a qlib task dict ``{"model": cfg, "dataset": cfg, "record": [cfg, ..
 :class:`~qlib_prefect.task.gen.RollingGen`). :func:`task_train` runs one task in a new recorder of an experiment:
 
 1. ``_log_task_info``: the flattened task as params, the task itself as the artifact ``task``, a ``hostname`` tag;
-2. ``_exe_task``: build model and dataset, ``model.fit(dataset[, reweighter])``, save ``params.pkl`` (the model) and
-   ``dataset`` (the dataset config without its data), fill ``<MODEL>`` / ``<DATASET>`` / ``<dotted.path>``
-   placeholders, then build and ``generate()`` every record (``SignalRecord`` -> ``pred.pkl``/``label.pkl``,
-   ``SigAnaRecord`` -> ``sig_analysis/*``, ...), passing ``model=``/``dataset=`` to the records that accept them.
+2. ``_exe_task``: the one pipeline of :func:`qlib_prefect.workflow.pipeline.execute_task` (build model and
+   dataset, fit, save ``params.pkl`` and ``dataset``, fill placeholders, build and ``generate()`` every record)
+   in the active recorder.
 
 Trainers train a list of tasks: :class:`TrainerR` (sequential, optionally each task in a fresh subprocess) and
 :class:`DelayTrainerR` (``train`` only logs the tasks, ``end_train`` fits them). Both tag every recorder
@@ -21,14 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import socket
 from collections.abc import Callable
 from typing import Any
 
-from qlib_prefect.utils import flatten_dict, init_instance_by_config
-from qlib_prefect.utils.placeholder import fill_placeholder
+from qlib_prefect.utils import flatten_dict
+from qlib_prefect.workflow.pipeline import fill_task_placeholders
 
 __all__ = [
     "DelayTrainerR",
@@ -43,42 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RECORD_MODULE = "qlib_prefect.workflow.record_temp"
-
-
-def _filter_kwargs(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """qlib's ``auto_filter_kwargs``: drop (with a warning) keyword arguments ``func`` does not accept."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    kept = {}
-    for k, v in kwargs.items():
-        if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY:
-            kept[k] = v
-        else:
-            (logger.warning if v is not None else logger.debug)("The parameter `%s` with value `%s` is ignored.", k, v)
-    return kept
-
-
-def _copy_containers(obj: Any) -> Any:
-    """Copy the dict/list structure (what placeholder filling walks); leaves other objects shared."""
-    if isinstance(obj, dict):
-        return {k: _copy_containers(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_copy_containers(v) for v in obj]
-    return obj
-
-
-def fill_task_placeholders(task_config: dict, model: Any, dataset: Any) -> dict:
-    """``fill_placeholder`` of ``<MODEL>``, ``<DATASET>`` and dotted ``<a.b.0>`` paths on a structural copy of the
-    task (qlib fills the caller's dict in place, which keeps every trained model and dataset alive in the task
-    list; the result is the same)."""
-    return fill_placeholder(_copy_containers(task_config), {"<MODEL>": model, "<DATASET>": dataset})
-
-
 def _log_task_info(task_config: dict) -> None:
     from qlib_prefect.workflow import R
 
@@ -88,32 +50,10 @@ def _log_task_info(task_config: dict) -> None:
 
 
 def _exe_task(task_config: dict) -> None:
-    from qlib_prefect.data.dataset import Dataset
-    from qlib_prefect.model.base import Model
     from qlib_prefect.workflow import R
+    from qlib_prefect.workflow.pipeline import execute_task
 
-    rec = R.get_recorder()
-    model = init_instance_by_config(task_config["model"], accept_types=Model, _where="task.model")
-    dataset = init_instance_by_config(task_config["dataset"], accept_types=Dataset, _where="task.dataset")
-    reweighter = task_config.get("reweighter", None)
-    model.fit(dataset, **_filter_kwargs(model.fit, {"reweighter": reweighter}))
-    R.save_objects(**{"params.pkl": model})
-    # saved for online inference: the loaded data is not dumped
-    dataset.config(dump_all=False, recursive=True)
-    R.save_objects(**{"dataset": dataset})
-    task_config = fill_task_placeholders(task_config, model, dataset)
-    records = task_config.get("record", [])
-    if isinstance(records, dict):  # a single record
-        records = [records]
-    for i, record in enumerate(records):
-        r = init_instance_by_config(
-            record,
-            default_module=RECORD_MODULE,
-            try_kwargs={"model": model, "dataset": dataset},
-            recorder=rec,
-            _where=f"task.record[{i}]",
-        )
-        r.generate()
+    execute_task(task_config, R.get_recorder())
 
 
 def begin_task_train(task_config: dict, experiment_name: str, recorder_name: str | None = None) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["Serializable"]
+__all__ = ["Serializable", "general_dump"]
 
 
 class Serializable:
@@ -96,3 +96,17 @@ class Serializable:
         if not isinstance(obj, cls):
             raise TypeError(f"{filepath}: the pickled {type(obj).__name__} is not a {cls.__name__}")
         return obj
+
+
+def general_dump(obj: Any, path: str | Path) -> None:
+    """qlib's ``Serializable.general_dump``: an object's own ``to_pickle`` for qlib-style serialisables, else
+    pickle (protocol ``C.dump_protocol_version``)."""
+    from qlib_prefect.config.runtime import C
+
+    path = Path(path)
+    to_pickle = getattr(obj, "to_pickle", None)
+    if callable(to_pickle) and getattr(obj, "_qlib_serializable", False):
+        to_pickle(path)
+        return
+    with path.open("wb") as f:
+        pickle.dump(obj, f, protocol=C.get("dump_protocol_version", 4))

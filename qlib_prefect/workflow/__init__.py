@@ -41,6 +41,9 @@ __all__ = [
     "Recorder",
     "RecorderWrapper",
     "build_exp_manager",
+    "get_client",
+    "resolve_uri",
+    "retry_locked",
 ]
 
 _LAZY = {
@@ -50,6 +53,10 @@ _LAZY = {
     "MLflowExperiment": "qlib_prefect.workflow.exp",
     "Recorder": "qlib_prefect.workflow.recorder",
     "MLflowRecorder": "qlib_prefect.workflow.recorder",
+    # the tracking store (one cached MlflowClient per URI, SQLite lock retries) for the layers above
+    "get_client": "qlib_prefect.workflow._store",
+    "resolve_uri": "qlib_prefect.workflow._store",
+    "retry_locked": "qlib_prefect.workflow._store",
 }
 
 _FI, _FA, _S = "FINISHED", "FAILED", "SCHEDULED"

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from qlib_prefect.errors import LoadObjectError, RecorderError
+from qlib_prefect.utils.serial import general_dump
 from qlib_prefect.workflow import _async, lineage
 from qlib_prefect.workflow._store import get_client, retry_locked
 
@@ -367,6 +368,11 @@ class MLflowRecorder(Recorder):
         """Upload one local file (or a directory, as ``artifact_path/<dir name>``) (MLflow's ``log_artifact``)."""
         self._log_file(local_path, artifact_path)
 
+    def log_artifacts(self, local_dir: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Upload the contents of ``local_dir`` under ``artifact_path`` (MLflow's ``log_artifacts``)."""
+        self._require_id("log_artifacts")
+        self._artifact_repo().log_artifacts(str(local_dir), artifact_path)
+
     def save_objects(self, local_path: str | os.PathLike | None = None, artifact_path: str | None = None,
                      **kwargs: Any) -> None:
         """qlib's ``save_objects``: upload ``local_path`` as is, or pickle each ``name=obj`` to a file ``name``."""
@@ -387,7 +393,7 @@ class MLflowRecorder(Recorder):
             for name, data in kwargs.items():
                 path = tmp / name
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _dump(data, path)
+                general_dump(data, path)
                 sub = artifact_path
                 if "/" in name:  # a nested name keeps its folders
                     head = name.rsplit("/", 1)[0]
@@ -528,15 +534,3 @@ class MLflowRecorder(Recorder):
         if not parent.is_dir():
             parent.mkdir(parents=True, exist_ok=True)
         return str(parent)
-
-
-def _dump(obj: Any, path: Path) -> None:
-    """qlib's ``Serializable.general_dump``: an object's own ``to_pickle`` for qlib-style serialisables, else pickle."""
-    from qlib_prefect.config.runtime import C
-
-    to_pickle = getattr(obj, "to_pickle", None)
-    if callable(to_pickle) and getattr(obj, "_qlib_serializable", False):
-        to_pickle(path)
-        return
-    with path.open("wb") as f:
-        pickle.dump(obj, f, protocol=C.get("dump_protocol_version", 4))

@@ -1,0 +1,99 @@
+"""The one Flow base of the package and what every flow entry shares (config loading, result storage).
+
+:class:`LeanFlow` is a Prefect ``Flow`` whose direct call (1) applies the lean Prefect environment defaults,
+(2) runs the flow's ``prepare`` hook before any flow run exists (config errors fail there, naming the YAML path;
+work that overlaps the API server's start-up begins there), then (3) calls the flow with heartbeats off, after
+waiting for an API server the CLI started early. ``with_options`` keeps all of it (Prefect's returns a plain
+``Flow``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import Flow
+
+from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
+
+__all__ = ["SAMPLE_DIR_ENV", "LeanFlow", "ensure_sample_env", "load_workflow_config", "results_dir", "warm_tracking"]
+
+logger = logging.getLogger("qlib_prefect.orchestration")
+
+#: Jinja variable of the example configs: the bundled sample's qlib-format directory.
+SAMPLE_DIR_ENV = "QLIB_PREFECT_SAMPLE_DIR"
+
+
+class LeanFlow(Flow):
+    """A Prefect flow with the package's call protocol (see the module docstring)."""
+
+    def __init__(self, fn: Callable[..., Any], *, prepare: Callable[..., None] | None = None, **kwargs: Any) -> None:
+        super().__init__(fn, **kwargs)
+        self.prepare = prepare
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        apply_env_defaults()
+        if self.prepare is not None:
+            self.prepare(*args, **kwargs)
+        with lean_prefect_settings():
+            return super().__call__(*args, **kwargs)
+
+    def with_options(self, **kwargs: Any) -> LeanFlow:
+        new = super().with_options(**kwargs)
+        new.__class__ = type(self)
+        new.prepare = self.prepare
+        return new
+
+
+def results_dir() -> Path:
+    """Where Prefect persists the small stage results (references into the content store)."""
+    from qlib_prefect.config.settings import home_dir
+
+    p = home_dir() / "prefect-results"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _needs_sample(path: Path) -> bool:
+    try:
+        return SAMPLE_DIR_ENV in path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def ensure_sample_env(config: Any) -> None:
+    """Set ``$QLIB_PREFECT_SAMPLE_DIR`` to the bundled sample (materialised once) when a config file uses it."""
+    import os
+
+    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
+        return
+    if _needs_sample(Path(config).expanduser()):
+        from qlib_prefect.data.sample import sample_data_dir
+
+        os.environ[SAMPLE_DIR_ENV] = str(sample_data_dir())
+
+
+def load_workflow_config(config: Any) -> Any:
+    """A ``WorkflowConfig`` from a dict, a YAML path or a ``WorkflowConfig`` (the bundled sample filled in)."""
+    from qlib_prefect.config.loader import WorkflowConfig, load_config
+
+    if isinstance(config, WorkflowConfig):
+        return config
+    ensure_sample_env(config)
+    return load_config(config)
+
+
+def warm_tracking() -> None:
+    """Open the MLflow store of the run to come (import, engine, schema) in this thread, while the Prefect API
+    server starts or the dataset builds; the flow's ``R.start_exp`` then finds the client ready."""
+    try:
+        from qlib_prefect.workflow import R
+        from qlib_prefect.workflow.expm import MLflowExpManager
+
+        manager = R.exp_manager
+        if isinstance(manager, MLflowExpManager):
+            manager.client  # noqa: B018 - builds and caches the client of the manager's URI
+    except Exception as e:  # the flow opens it again and reports the error
+        logger.debug("tracking warm-up skipped: %s", e)
