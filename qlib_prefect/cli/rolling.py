@@ -76,9 +76,9 @@ def _report(summary: dict[str, Any]) -> None:
     for w in summary["windows"]:
         print(f"  window {w['window']:<3} {w.get('group', ''):<6} {w.get('test', ''):<24} {w['state']:<10} "
               f"run {w.get('run_id', '-')}")
-    for k, v in summary["metrics"].items():
-        print(f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
-    print(f"summary run {summary['run_id']} (experiment {summary['experiment_name']}, {summary['tracking_uri']})")
+    from qlib_prefect.orchestration import text_report
+
+    print(text_report({**summary, "stages": {}}))
 
 
 def _cmd_rolling(args: argparse.Namespace) -> int:

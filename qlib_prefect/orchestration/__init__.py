@@ -35,15 +35,13 @@ if TYPE_CHECKING:
     from qlib_prefect.orchestration._report import key_metrics, markdown_report, text_report
     from qlib_prefect.orchestration._rolling import (
         multi_horizon_workflow,
-        plan_multi_horizon,
-        plan_rolling,
-        rolling_plan,
         rolling_workflow,
         run_multi_horizon,
         run_rolling,
         train_rolling_window,
     )
     from qlib_prefect.orchestration._store import ContentStore
+    from qlib_prefect.orchestration._windows import plan_multi_horizon, plan_rolling, rolling_plan
 
 #: the public face: every name the CLI and users import from here (lazily: importing this package
 #: does not import Prefect)
@@ -92,12 +90,12 @@ _LAZY = {
     "run_workflow": "qlib_prefect.orchestration._flow",
     # rolling / multi-horizon retraining
     "multi_horizon_workflow": "qlib_prefect.orchestration._rolling",
-    "plan_multi_horizon": "qlib_prefect.orchestration._rolling",
-    "plan_rolling": "qlib_prefect.orchestration._rolling",
+    "plan_multi_horizon": "qlib_prefect.orchestration._windows",
+    "plan_rolling": "qlib_prefect.orchestration._windows",
     "rolling_workflow": "qlib_prefect.orchestration._rolling",
     "run_multi_horizon": "qlib_prefect.orchestration._rolling",
     "run_rolling": "qlib_prefect.orchestration._rolling",
-    "rolling_plan": "qlib_prefect.orchestration._rolling",
+    "rolling_plan": "qlib_prefect.orchestration._windows",
     "train_rolling_window": "qlib_prefect.orchestration._rolling",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",

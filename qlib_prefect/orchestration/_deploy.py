@@ -181,7 +181,7 @@ def _deployment_name(deployment: str | None) -> str:
 
 
 def _find_mlflow_run(flow_run_id: str, tracking_uri: str | None) -> Any:
-    from qlib_prefect.workflow._store import get_client, resolve_uri, retry_locked
+    from qlib_prefect.workflow import get_client, resolve_uri, retry_locked
 
     client = get_client(resolve_uri(tracking_uri))
     exps = retry_locked(lambda: client.search_experiments(max_results=10000))
@@ -307,8 +307,9 @@ def run_rolling_on_workers(
     """
     from prefect.deployments import run_deployment
 
-    from qlib_prefect.orchestration._rolling import SUMMARY_STAGE, WINDOW_STAGE, rolling_plan, rolling_workflow
+    from qlib_prefect.orchestration._rolling import rolling_workflow
     from qlib_prefect.orchestration._store import ContentStore
+    from qlib_prefect.orchestration._windows import SUMMARY_STAGE, WINDOW_STAGE, rolling_plan
 
     if isinstance(config, dict):  # the workers get it as JSON: plan from the same JSON form here
         config = jsonable_config(config)

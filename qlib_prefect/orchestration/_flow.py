@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import shlex
 import threading
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
 from qlib_prefect.orchestration._publish import publish_task, recorder_for_run
+from qlib_prefect.orchestration._report import mlflow_ui_command, prefect_artifact
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
 
@@ -128,12 +128,6 @@ def _state_name(state: Any) -> str:
     return getattr(state, "name", None) or str(getattr(state, "type", "?"))
 
 
-def _mlflow_ui_command(uri: str) -> str:
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
-
-
 def _workflow(
     config: Any,
     experiment_name: str | None = None,
@@ -199,7 +193,7 @@ def _workflow(
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         recorder.save_objects(config=cfg.raw)
-        _prefect_artifact(summary)
+        prefect_artifact(summary, key="qlib-workflow-results", title="qlib workflow results")
     except BaseException:
         _CURRENT.reset(token)
         _join_prewarm()
@@ -231,25 +225,13 @@ def _summary(cfg: Any, recorder: Any, exp_name: str, plan: list[StageSpec], stat
         "experiment_id": recorder.experiment_id,
         "experiment_name": exp_name,
         "tracking_uri": recorder.uri,
-        "mlflow_ui_command": _mlflow_ui_command(recorder.uri),
+        "mlflow_ui_command": mlflow_ui_command(recorder.uri),
         "config_hash": cfg.config_hash(),
         "stages": {s.name: {"key": s.key, "state": states.get(s.name, "?"), "label": s.label} for s in plan},
         "metrics": key_metrics(metrics),
         "all_metrics": dict(metrics),
         "elapsed_s": time.perf_counter() - t0,
     }
-
-
-def _prefect_artifact(summary: dict[str, Any]) -> None:
-    try:
-        from prefect.artifacts import create_markdown_artifact
-
-        from qlib_prefect.orchestration._report import markdown_report
-
-        create_markdown_artifact(markdown=markdown_report(summary), key="qlib-workflow-results",
-                                 description=f"qlib workflow metrics, MLflow run {summary['run_id']}")
-    except Exception as e:  # the UI artifact is a convenience; the MLflow run holds the results
-        logger.warning("could not create the Prefect artifact: %s", e)
 
 
 _PREWARM: list[threading.Thread] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["plot_stage"]
+__all__ = ["plot_stage", "plot_stage_safely"]
 
 
 _LOCK = threading.Lock()
@@ -93,3 +93,14 @@ def _ic_plot(rec: Any) -> list[str]:
     fig.tight_layout()
     fig.savefig(rec.artifact_dir / "sig_analysis" / "ic.png", dpi=100)
     return ["sig_analysis/ic.png"]
+
+
+def plot_stage_safely(rec: Any, label: str) -> list[str]:
+    """:func:`plot_stage`, where a failure only warns (plots are a convenience: a stage never fails for them)."""
+    import logging
+
+    try:
+        return plot_stage(rec)
+    except Exception as e:
+        logging.getLogger("qlib_prefect.orchestration").warning("%s: plots skipped (%s)", label, e)
+        return []

@@ -104,12 +104,9 @@ def _run_record(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> None:
     if spec.needs_model:
         model, dataset = get_model(ctx), get_dataset(ctx)
     run_records(ctx.resolved_task(), rec, model=model, dataset=dataset, only=[spec.index])
-    try:
-        from qlib_prefect.orchestration._plots import plot_stage
+    from qlib_prefect.orchestration._plots import plot_stage_safely
 
-        plot_stage(rec)
-    except Exception as e:  # plots are a convenience: never fail a stage because of them
-        logger.warning("%s: plots skipped (%s)", spec.name, e)
+    plot_stage_safely(rec, spec.name)
 
 
 _RUNNERS = {"dataset": _run_dataset, "train": _run_train, "record": _run_record}

@@ -111,3 +111,7 @@ def test_prefect_artifact_has_the_metrics_table(small_data, isolated_home, mlflo
     mine = [a for a in arts if str(a.flow_run_id) == flow_run_id]
     assert len(mine) == 1 and mine[0].type == "markdown"
     assert s["run_id"] in mine[0].data and "| IC |" in mine[0].data and "| Rank IC |" in mine[0].data
+    # what qrun prints besides the headline numbers: mean/std of the excess return, ffr, pa, pos
+    for label in ("Excess return, daily mean (with cost)", "Excess return, daily std (without cost)",
+                  "Fulfill rate of orders (ffr)", "Price advantage (pa)", "Positive rate of price advantage (pos)"):
+        assert f"| {label} |" in mine[0].data

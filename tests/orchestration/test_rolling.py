@@ -14,16 +14,11 @@ from mlflow.tracking import MlflowClient
 from orch_helpers import make_small_data, small_config
 
 from qlib_prefect.errors import ConfigError
+from qlib_prefect.orchestration._publish import PARENT_TAG
 from qlib_prefect.orchestration._recorder import StoreRecorder
-from qlib_prefect.orchestration._rolling import (
-    PARENT_TAG,
-    TEST_SEGMENT_TAG,
-    WINDOW_STAGE,
-    plan_rolling,
-    run_multi_horizon,
-    run_rolling,
-)
+from qlib_prefect.orchestration._rolling import run_multi_horizon, run_rolling
 from qlib_prefect.orchestration._store import ContentStore
+from qlib_prefect.orchestration._windows import TEST_SEGMENT_TAG, WINDOW_STAGE, plan_rolling
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -92,6 +87,17 @@ def test_rolling_end_to_end_then_cached(small_data, isolated_home, mlflow_uri) -
     arts = _artifacts(client, s["run_id"])
     assert {"pred.pkl", "label.pkl", "sig_analysis/ic.pkl", "portfolio_analysis/report_normal_1day.pkl"} <= arts
     assert "IC" in parent.data.metrics and "1day.excess_return_with_cost.annualized_return" in parent.data.metrics
+    # the summary run is as complete as a workflow run's: plots, labelled metrics, a Prefect results artifact
+    assert {"portfolio_analysis/cumulative_return.png", "sig_analysis/ic.png"} <= arts
+    assert s["mlflow_ui_command"].startswith("mlflow ui") and s["metrics"]["IC"] == parent.data.metrics["IC"]
+    assert set(s["stages"]) == {"window-0", "window-1", "window-2", "summary-rolling"}
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as pclient:
+        arts_p = pclient.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["qlib-rolling-results"])))
+    assert any(s["run_id"] in a.data and "| Information ratio (with cost) |" in a.data for a in arts_p)
     # window runs: children of the summary run, tagged with their test segment
     merged = []
     for w, row in zip(s["windows"], windows, strict=True):
@@ -226,10 +232,11 @@ def test_cli_plan_lists_windows_and_cache_status(small_data, isolated_home, mlfl
 
 def test_sliced_union_raw_equals_per_window_build(small_data, isolated_home, mlflow_uri) -> None:
     """Features computed once for the union and sliced per window == each window's own handler build."""
-    from qlib_prefect.orchestration._rolling import _drop_raw, _prepare, _rolling_tasks, _RunCtx, _window_dataset
+    from qlib_prefect.orchestration._rolling import _drop_raw, _RunCtx, _window_dataset
+    from qlib_prefect.orchestration._windows import rolling_plan
 
     cfg = rolling_config(small_data, mlflow_uri, 3, zscore=True)
-    _cfg, plan = _prepare(cfg, lambda t: [("rolling", x) for x in _rolling_tasks(t, STEP, "expanding", None)], True)
+    _cfg, plan = rolling_plan(cfg, step=STEP)
     assert len({w.raw_group for w in plan.windows}) == 1 and len({w.handler_end for w in plan.windows}) == 3
     shared = _RunCtx(store_root=str(isolated_home / "store"), raw_groups=plan.raw_groups)
     alone = _RunCtx(store_root=str(isolated_home / "store"), raw_groups={}, share_raw=False)
