@@ -51,6 +51,8 @@ _KWARGS_SINKS: dict[tuple[str, str], tuple[str, Any, Any]] = {
 
 
 class SignatureInfo(typing.NamedTuple):
+    """The keyword arguments a constructor accepts (:func:`signature_info`)."""
+
     accepted: frozenset[str]
     required: frozenset[str]
     open: bool  # accepts any keyword (unknown **kwargs target)

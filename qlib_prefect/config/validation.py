@@ -76,6 +76,8 @@ def _resolve(cfg: Mapping[str, Any], default_module: str | None, where: str) -> 
 
 # -------------------------------------------------------------------------------------------- sources
 class Source(typing.NamedTuple):
+    """One file of a config chain (the top file first, then its bases), for naming the file at fault."""
+
     name: str  # how the file is named in messages
     data: dict  # the file's own parsed dict (before merging)
 
