@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from qlib_prefect.model.base import MetricsLogger
 
-__all__ = ["MetricsLogger", "RecorderProtocol"]
+__all__ = ["RecorderProtocol"]
 
 
 @runtime_checkable
