@@ -92,8 +92,8 @@ def _raw_frame(ctx: _RunCtx, gid: str) -> pd.DataFrame:
 
 
 def _build_raw(ctx: _RunCtx, gid: str) -> pd.DataFrame:
-    from qlib_prefect.config.runtime import get_provider
     from qlib_prefect.data import cache as hcache
+    from qlib_prefect.data.registry import get_provider
 
     info = ctx.raw_groups[gid]
     end = _union_end(info["ends"])

@@ -191,8 +191,8 @@ def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any
                 refit_processors: bool) -> RollingPlan:
     from qlib_prefect._version import code_version
     from qlib_prefect.config.hashing import canonical_hash, describe
-    from qlib_prefect.config.runtime import get_provider
     from qlib_prefect.data.handler import DataHandler
+    from qlib_prefect.data.registry import get_provider
 
     provider = get_provider()
     cal = pd.DatetimeIndex(provider.calendar())
