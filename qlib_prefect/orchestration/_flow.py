@@ -24,6 +24,7 @@ from prefect.utilities.annotations import quote
 from qlib_prefect.config.hashing import canonical_json
 from qlib_prefect.config.runtime import register_init_hook
 from qlib_prefect.data.cache import wait_for_pending_writes
+from qlib_prefect.data.sample import SAMPLE_DIR_ENV, ensure_sample_env
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
@@ -34,8 +35,6 @@ __all__ = ["SAMPLE_DIR_ENV", "current_recorder", "plan_workflow", "qlib_workflow
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
-#: Jinja variable of the example configs: the bundled sample's qlib-format directory.
-SAMPLE_DIR_ENV = "QLIB_PREFECT_SAMPLE_DIR"
 CONFIG_HASH_TAG = "qlib_prefect.config_hash"
 FINGERPRINT_TAG = "qlib_prefect.data_fingerprint"
 VERSION_TAG = "qlib_prefect.version"
@@ -64,23 +63,6 @@ def current_recorder(run_id: str | None = None, uri: str | None = None) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ config loading
-def _needs_sample(path: Path) -> bool:
-    try:
-        return SAMPLE_DIR_ENV in path.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
-def ensure_sample_env(config: Any) -> None:
-    """Set ``$QLIB_PREFECT_SAMPLE_DIR`` to the bundled sample (materialised once) when a config file uses it."""
-    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
-        return
-    if _needs_sample(Path(config).expanduser()):
-        from qlib_prefect.data.sample import sample_data_dir
-
-        os.environ[SAMPLE_DIR_ENV] = str(sample_data_dir())
-
-
 def _load(config: Any) -> Any:
     from qlib_prefect.config.loader import WorkflowConfig, load_config
 
