@@ -13,8 +13,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# not quiet: the first install downloads ~100 packages (a few minutes); pip names each one as it goes
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[test]"
+	@echo "installing qlib-prefect and its dependencies into $(VENV) (first time: a few minutes) ..."
+	$(PY) -m pip install --progress-bar on -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DataFormatError",
+    "DestinationNotEmptyError",
     "ExpAlreadyExistError",
     "ExpressionError",
     "LoadObjectError",
@@ -32,6 +33,17 @@ class DataError(QlibPrefectError, ValueError):
 
 class DataFormatError(DataError):
     """A qlib-format file (calendar, instruments, .bin) is corrupted or inconsistent."""
+
+
+class DestinationNotEmptyError(DataError):
+    """An import target holds files and neither appending nor overwriting was asked for.
+
+    ``options`` names the two ways out as the caller spells them (the CLI says ``--append or --overwrite``).
+    """
+
+    def __init__(self, dest: object, *, options: str = "append=True or overwrite=True") -> None:
+        self.dest = dest
+        super().__init__(f"{dest}: destination exists and is not empty; use {options}")
 
 
 class ExpressionError(QlibPrefectError, ValueError):

@@ -17,7 +17,8 @@ CSV = """Date,Open,High,Low,Close,Volume,Ticker
 """
 
 
-def test_import_append_check(tmp_path, capsys):
+def test_import_append_check(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `data check` writes ./quality/
     src = tmp_path / "p.csv"
     src.write_text(CSV)
     q = tmp_path / "q"
@@ -36,7 +37,7 @@ def test_import_append_check(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "check", str(q)]) == 0
     out = capsys.readouterr().out
-    assert "zero_volume" in out and (q / "quality" / "report.json").exists()
+    assert "zero_volume" in out and (tmp_path / "quality" / "report.json").exists()
 
 
 def test_errors_give_exit_code_2(tmp_path, capsys):

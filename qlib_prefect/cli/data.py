@@ -4,13 +4,15 @@ Examples::
 
     qlib-prefect data import prices.csv.gz --to ~/qlib_data/us --symbol-col Name --market sp500=all-but:SPX
     qlib-prefect data import new_rows.csv --to ~/qlib_data/us --symbol-col Name --append
-    qlib-prefect data check ~/qlib_data/us
+    qlib-prefect data check ~/qlib_data/us                       # report in ./quality/
+    qlib-prefect data check ~/qlib_data/us --report reports/us   # report in reports/us/
     qlib-prefect data sample
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -37,6 +39,11 @@ def _fields(text: str) -> dict[str, str]:
     return out
 
 
+#: ``--jump-threshold`` of ``import`` and ``check`` (the quality report's ``jump`` issue)
+JUMP_HELP = ("quality report: flag a close-to-close move larger than R (0.5 = 50%%; a missed split or a bad "
+             "price; default 0.5)")
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("data", help="import CSV data, check a data directory, get the sample dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,14 +63,20 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--append", action="store_true", help="add dates after the stored calendar end")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing non-empty directory")
     imp.add_argument("--no-normalize", action="store_true", help="keep symbols as written (no upper/._ mapping)")
-    imp.add_argument("--jump-threshold", type=float, default=0.5, help="quality report close-jump threshold")
+    imp.add_argument("--jump-threshold", type=float, default=0.5, metavar="R", help=JUMP_HELP)
     imp.set_defaults(func=_cmd_import)
 
     chk = sub.add_parser("check", help="data quality report of a qlib-format directory")
     chk.add_argument("path", help="qlib data directory")
-    chk.add_argument("--jump-threshold", type=float, default=0.5)
-    chk.add_argument("--spike-threshold", type=float, default=0.25)
-    chk.add_argument("--no-save", action="store_true", help="do not write <path>/quality/")
+    chk.add_argument("--jump-threshold", type=float, default=0.5, metavar="R",
+                     help=JUMP_HELP)
+    chk.add_argument("--spike-threshold", type=float, default=0.25, metavar="R",
+                     help="flag a one-day spike: a move larger than R in log terms (0.25 ~ 25%%) into a day and "
+                          "back out of it the next day, net move under R/2 (a bad print; default 0.25)")
+    chk.add_argument("--report", default=None, metavar="DIR",
+                     help="directory for the report files (default ./quality/ in the working directory; the "
+                          "data directory is never written to)")
+    chk.add_argument("--no-save", action="store_true", help="print the report only, write no files")
     chk.add_argument("--max-issues", type=int, default=20, help="issue rows to print")
     chk.set_defaults(func=_cmd_check)
 
@@ -76,12 +89,16 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from qlib_prefect.data.importer import import_csv
+    from qlib_prefect.errors import DestinationNotEmptyError
 
-    res = import_csv(
-        args.src, args.dest, symbol_col=args.symbol_col, date_col=args.date_col, date_format=args.date_format,
-        fields=args.fields, markets=dict(args.market), append=args.append, overwrite=args.overwrite,
-        normalize_symbols=not args.no_normalize, jump_threshold=args.jump_threshold,
-    )
+    try:
+        res = import_csv(
+            args.src, args.dest, symbol_col=args.symbol_col, date_col=args.date_col, date_format=args.date_format,
+            fields=args.fields, markets=dict(args.market), append=args.append, overwrite=args.overwrite,
+            normalize_symbols=not args.no_normalize, jump_threshold=args.jump_threshold,
+        )
+    except DestinationNotEmptyError as e:
+        raise DestinationNotEmptyError(e.dest, options="--append or --overwrite") from None
     con = Console()
     if res.quality is not None:
         res.quality.render(con, max_issues=10)
@@ -97,11 +114,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from qlib_prefect.data.quality import check_dir
 
+    out = Path(args.report).expanduser() if args.report else Path.cwd() / "quality"
     rep = check_dir(args.path, jump_threshold=args.jump_threshold, spike_threshold=args.spike_threshold,
-                    save=not args.no_save)
+                    save=not args.no_save, out_dir=out)
     rep.render(max_issues=args.max_issues)
     if not args.no_save:
-        print(f"report saved to {args.path.rstrip('/')}/quality/")
+        print(f"report saved to {out}/")
     return 0
 
 

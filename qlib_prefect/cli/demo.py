@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from qlib_prefect.cli.preflight import route_progress_logs, validate_config
+    from qlib_prefect.data.sample import SAMPLE_DIR_ENV
+
+    config = Path(args.config) if args.config else example_config()
+    validate_config(config)  # fails before any server starts; materialises the sample when the config uses it
+    route_progress_logs()  # before Prefect is imported
     from qlib_prefect.orchestration._settings import (
         apply_env_defaults,
         print_early_server,
@@ -47,11 +53,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if start_api_server_early():  # boots while the libraries import and the data loads
         print_early_server()
     from qlib_prefect.cli.run import run_and_report
-    from qlib_prefect.data.sample import sample_data_dir
 
-    config = Path(args.config) if args.config else example_config()
-    if not os.environ.get("QLIB_PREFECT_SAMPLE_DIR"):
-        print("materialising the bundled S&P 500 sample (first time only) ...", flush=True)
-        os.environ["QLIB_PREFECT_SAMPLE_DIR"] = str(sample_data_dir())
-    print(f"running {config} on {os.environ['QLIB_PREFECT_SAMPLE_DIR']}", flush=True)
+    data = os.environ.get(SAMPLE_DIR_ENV)
+    print(f"running {config}" + (f" on {data}" if data else ""), flush=True)
     return run_and_report(str(config), experiment_name=None, refresh=args.refresh, json_out=None)

@@ -23,8 +23,26 @@ FAST_EXIT_ENV = "QLIB_PREFECT_FAST_EXIT"
 COMMAND_MODULES: tuple[str, ...] = ("data", "dataset", "demo", "run", "rolling", "task_pool", "serve")
 
 
+#: ``qlib-prefect --help``: what the tool is, then the commands a new user starts with.
+DESCRIPTION = """\
+Qlib's quant-research workflow (qrun YAML configs) as Prefect 3 flows with MLflow 3 tracking:
+cached stages, one MLflow run per workflow, qlib's artifact names and numbers.
+
+examples:
+  qlib-prefect demo                                   # LightGBM + Alpha158 on the bundled S&P 500 sample
+  qlib-prefect run workflow_config_lightgbm_Alpha158.yaml
+  qlib-prefect run workflow.yaml --plan               # stages, cache keys and status, without running
+  qlib-prefect rolling workflow.yaml --step 40        # rolling retraining, one cached task per window
+  qlib-prefect data import prices.csv --to ~/qlib_data/us --symbol-col Name
+  qlib-prefect data check ~/qlib_data/us              # data quality report (written to ./quality/)
+  qlib-prefect dataset dump workflow.yaml out.parquet # a config's features and labels as parquet
+
+'qlib-prefect COMMAND --help' describes each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qlib-prefect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="qlib-prefect", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -39,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from qlib_prefect.cli.preflight import start_clock
     from qlib_prefect.errors import QlibPrefectError
 
+    start_clock()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

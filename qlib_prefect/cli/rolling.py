@@ -72,7 +72,7 @@ def _print_plan(rows: list[dict[str, Any]]) -> None:
 
 def _report(summary: dict[str, Any]) -> None:
     print(f"{summary['kind']}: {len(summary['windows'])} windows, {summary['trained']} trained, "
-          f"{summary['cached']} cached, {summary['elapsed_s']:.1f}s")
+          f"{summary['cached']} cached, {summary['elapsed_s']:.1f}s elapsed")
     for w in summary["windows"]:
         print(f"  window {w['window']:<3} {w.get('group', ''):<6} {w.get('test', ''):<24} {w['state']:<10} "
               f"run {w.get('run_id', '-')}")
@@ -82,6 +82,10 @@ def _report(summary: dict[str, Any]) -> None:
 
 
 def _cmd_rolling(args: argparse.Namespace) -> int:
+    from qlib_prefect.cli.preflight import command_elapsed, route_progress_logs, validate_config
+
+    validate_config(args.config)  # a typo or a missing file fails here, before any server or heavy import
+    route_progress_logs()  # before Prefect is imported
     from qlib_prefect.orchestration._settings import (
         apply_env_defaults,
         print_early_server,
@@ -92,15 +96,8 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
     if not (args.plan or args.on_workers):
         if start_api_server_early():  # boots while the libraries import and the data loads
             print_early_server()
-    from qlib_prefect.orchestration import (
-        ensure_sample_env,
-        plan_multi_horizon,
-        plan_rolling,
-        run_multi_horizon,
-        run_rolling,
-    )
+    from qlib_prefect.orchestration import plan_multi_horizon, plan_rolling, run_multi_horizon, run_rolling
 
-    ensure_sample_env(args.config)
     common = {"rtype": args.rtype, "trunc_days": args.trunc_days, "refit_processors": args.refit}
     if args.on_workers and (args.horizon or args.dask):
         print("error: --on-workers runs rolling windows only (not with --horizon or --dask)", file=sys.stderr)
@@ -130,6 +127,7 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)
         return 130
+    summary = {**summary, "flow_elapsed_s": summary.get("elapsed_s"), "elapsed_s": command_elapsed()}
     _report(summary)
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as f:

@@ -10,6 +10,8 @@ Each stage (dataset, train, one per record) is a Prefect task whose cache key is
 depends on, its upstream stages, the data fingerprint and the package version: an identical re-run is served
 from cache; change only the strategy and only the backtest recomputes. ``--refresh`` recomputes everything.
 ``{{ QLIB_PREFECT_SAMPLE_DIR }}`` in a config is the bundled sample (materialised on first use) unless set.
+The config is validated before anything starts: a typo fails at once with its file, key and a suggestion.
+``elapsed`` is the wall time from the command's start (start-up included: what you waited).
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ def print_plan(config: str) -> None:
 
 
 def run_and_report(config: str, *, experiment_name: str | None, refresh: bool, json_out: str | None) -> int:
+    from qlib_prefect.cli.preflight import command_elapsed
     from qlib_prefect.orchestration import qlib_workflow, text_report
 
     summary = qlib_workflow(config, experiment_name=experiment_name, refresh=refresh)
+    summary = {**summary, "flow_elapsed_s": summary.get("elapsed_s"), "elapsed_s": command_elapsed()}
     print(text_report(summary))
     if json_out:
         with open(json_out, "w", encoding="utf-8") as f:
@@ -56,6 +60,10 @@ def run_and_report(config: str, *, experiment_name: str | None, refresh: bool, j
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from qlib_prefect.cli.preflight import route_progress_logs, validate_config
+
+    validate_config(args.config)  # a typo or a missing file fails here, before any server or heavy import
+    route_progress_logs()  # before Prefect is imported
     from qlib_prefect.orchestration._settings import (
         apply_env_defaults,
         print_early_server,

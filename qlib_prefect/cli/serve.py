@@ -76,6 +76,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from qlib_prefect.cli.preflight import route_progress_logs
+
+    route_progress_logs()  # the served runs' training progress into their task logs
     if not os.environ.get("PREFECT_API_URL"):
         print("warning: PREFECT_API_URL is not set: the deployments go to a temporary API server that "
               "`prefect deployment run` cannot reach; start `prefect server start` and export "

@@ -49,7 +49,7 @@ import pandas as pd
 
 from qlib_prefect.data import storage as st
 from qlib_prefect.data.quality import QualityReport, check_dir, compute_quality
-from qlib_prefect.errors import DataError, DataFormatError
+from qlib_prefect.errors import DataError, DataFormatError, DestinationNotEmptyError
 
 __all__ = ["DEFAULT_FIELDS", "ImportResult", "import_csv", "import_frame", "normalize_symbol", "resolve_market"]
 
@@ -357,7 +357,7 @@ def _import(df, flds, dest: Path, *, markets, append, overwrite, normalize_symbo
     if append and (dest / "calendars" / "day.txt").exists():
         return _append(df, flds, dest, markets or {}, normalize_symbols, quality, jump_threshold)
     if dest.exists() and any(dest.iterdir()) and not overwrite:
-        raise DataError(f"{dest}: destination exists and is not empty; use append=True or overwrite=True")
+        raise DestinationNotEmptyError(dest)
     return _fresh(df, flds, dest, markets or {}, normalize_symbols, quality, jump_threshold)
 
 

@@ -21,7 +21,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,9 +33,11 @@ from qlib_prefect.errors import DataError
 
 __all__ = [
     "SAMPLE_BENCHMARK",
+    "SAMPLE_DIR_ENV",
     "SAMPLE_MARKET",
     "SAMPLE_REGION",
     "bundled_dir",
+    "ensure_sample_env",
     "load_sample_frame",
     "sample_data_dir",
     "sample_hash",
@@ -43,6 +47,8 @@ SAMPLE_MARKET = "sp500"
 SAMPLE_BENCHMARK = "SPX"
 SAMPLE_REGION = "us"
 SAMPLE_FIELDS = ("open", "high", "low", "close", "volume")
+#: Jinja variable of the example configs: the bundled sample's qlib-format directory.
+SAMPLE_DIR_ENV = "QLIB_PREFECT_SAMPLE_DIR"
 _STOCKS = "all_stocks_5yr.csv.gz"
 _INDEX = "sp500_index.csv.gz"
 #: bump when the materialised layout changes (invalidates cached directories).
@@ -91,12 +97,14 @@ def load_sample_frame() -> pd.DataFrame:
     return pd.concat([stocks, index], ignore_index=True)
 
 
-def sample_data_dir(path: str | Path | None = None) -> Path:
+def sample_data_dir(path: str | Path | None = None, *, on_build: Callable[[Path], Any] | None = None) -> Path:
     """Materialise the sample as a qlib data directory (once) and return its path.
 
     Args:
         path: target directory; default ``$QLIB_PREFECT_HOME/sample/sp500_5yr-<hash>``. An existing
             complete sample there is reused; an existing non-sample directory is an error.
+        on_build: called with the target directory just before the sample is (re)built, never when it is
+            reused (e.g. to tell the user why this call takes a few seconds).
     """
     from qlib_prefect.config.settings import home_dir
 
@@ -111,6 +119,8 @@ def sample_data_dir(path: str | Path | None = None) -> Path:
             pass
     if dest.exists() and any(dest.iterdir()) and not marker.exists():
         raise DataError(f"{dest}: exists and is not a qlib-prefect sample directory; choose another --path")
+    if on_build is not None:
+        on_build(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.build-{uuid.uuid4().hex[:8]}"
     try:
@@ -136,3 +146,23 @@ def sample_data_dir(path: str | Path | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def ensure_sample_env(config: Any, *, on_build: Callable[[Path], Any] | None = None) -> Path | None:
+    """Set ``$QLIB_PREFECT_SAMPLE_DIR`` to the bundled sample (materialised once) when a config file uses it.
+
+    Nothing happens when the variable is already set or ``config`` is not a path (a dict, a loaded config).
+    Returns the sample directory when the variable was set here, else None. ``on_build``: see
+    :func:`sample_data_dir`.
+    """
+    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
+        return None
+    try:
+        used = SAMPLE_DIR_ENV in Path(config).expanduser().read_text(encoding="utf-8")
+    except OSError:  # a missing file is reported by whoever loads it
+        return None
+    if not used:
+        return None
+    path = sample_data_dir(on_build=on_build)
+    os.environ[SAMPLE_DIR_ENV] = str(path)
+    return path

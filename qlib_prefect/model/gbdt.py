@@ -17,6 +17,9 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +32,7 @@ from qlib_prefect.utils.threads import run_chunks
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["LGBModel"]
+__all__ = ["PROGRESS_LOGGER", "LGBModel", "TrainingProgress"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,103 @@ def _c_copy(arr: np.ndarray) -> np.ndarray:
     run_chunks(arr.shape[0], lambda lo, hi: np.copyto(out[lo:hi], arr[lo:hi]),
                threads=1 if arr.size < 4_000_000 else None, name="copy")
     return out
+
+
+#: logger of the periodic training-progress lines (the CLI sends it into the Prefect task logs)
+PROGRESS_LOGGER = "qlib_prefect.progress"
+_LIVE: dict[str, Any] = {"progress": None, "users": 0}  # one rich progress display shared by concurrent fits
+_LIVE_LOCK = threading.Lock()
+
+
+class TrainingProgress:
+    """LightGBM callback reporting every boosting iteration (qlib only prints a loss line every 20 rounds).
+
+    On a terminal (``stream.isatty()``) a rich progress bar (iteration, latest evaluation, best iteration,
+    elapsed time; concurrent fits share one display); otherwise a plain line on ``stream`` every ``every_s``
+    seconds. In both cases the same line goes to the :data:`PROGRESS_LOGGER` logger (the CLI forwards it to the
+    Prefect task logs), plus a final line from :meth:`close`.
+    """
+
+    order = 25  # after record_evaluation (20), before early_stopping (30) raises on its last iteration
+
+    def __init__(self, *, total: int, label: str = "LightGBM", every_s: float = 10.0, stream: Any = None) -> None:
+        self.total = total
+        self.label = label
+        self.every_s = every_s
+        self.stream = stream
+        self.iteration = 0
+        self.last = ""
+        self._t0: float | None = None
+        self._next_log = 0.0
+        self._task: Any = None
+
+    def _out(self) -> Any:
+        return self.stream if self.stream is not None else sys.stderr
+
+    def _is_terminal(self) -> bool:
+        try:
+            return bool(self._out().isatty())
+        except (AttributeError, ValueError):
+            return False
+
+    def _emit(self, text: str) -> None:
+        logging.getLogger(PROGRESS_LOGGER).info(text)
+        if self._task is None:
+            print(text, file=self._out(), flush=True)
+
+    def _line(self) -> str:
+        dt = time.perf_counter() - (self._t0 or time.perf_counter())
+        return f"{self.label}: iteration {self.iteration}/{self.total}{self.last}, {dt:.0f} s"
+
+    def _start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._next_log = self._t0 + self.every_s
+        if not self._is_terminal():
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with _LIVE_LOCK:
+            if _LIVE["progress"] is None:
+                _LIVE["progress"] = Progress(
+                    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(),
+                    console=Console(file=self._out()), transient=True,
+                )
+                _LIVE["progress"].start()
+            _LIVE["users"] += 1
+            self._task = _LIVE["progress"].add_task(self.label, total=self.total, metrics="")
+
+    def __call__(self, env: Any) -> None:
+        if self._t0 is None:
+            self._start()
+        self.iteration = env.iteration + 1
+        evals = env.evaluation_result_list or []
+        self.last = "".join(f", {data}'s {metric} {value:.6g}" for data, metric, value, *_ in evals)
+        if self._task is not None:
+            _LIVE["progress"].update(self._task, completed=self.iteration, metrics=self.last.lstrip(", "))
+        now = time.perf_counter()
+        if self.iteration == 1 or now >= self._next_log:
+            self._next_log = now + self.every_s
+            self._emit(self._line())
+
+    def close(self, best_iteration: int | None = None) -> None:
+        """End the display and report the last iteration (and the best one, after early stopping)."""
+        if self._t0 is None:
+            return
+        if self._task is not None:
+            with _LIVE_LOCK:
+                _LIVE["progress"].remove_task(self._task)
+                _LIVE["users"] -= 1
+                if _LIVE["users"] == 0:
+                    _LIVE["progress"].stop()
+                    _LIVE["progress"] = None
+            self._task = None
+        best = f", best iteration {best_iteration}" if best_iteration else ""
+        dt = time.perf_counter() - self._t0
+        self._emit(f"{self.label}: finished after {self.iteration}/{self.total} iterations{best}{self.last}, "
+                   f"{dt:.0f} s")
+        self._t0 = None
 
 
 class LGBModel(ModelFT):
@@ -149,6 +249,7 @@ class LGBModel(ModelFT):
         evals_result = {} if evals_result is None else evals_result
         ds_l = self._prepare_data(dataset, reweighter, construct=True)
         ds, names = zip(*ds_l)
+        rounds = self.num_boost_round if num_boost_round is None else num_boost_round
         callbacks = [
             lgb.early_stopping(
                 self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds, verbose=False
@@ -156,15 +257,24 @@ class LGBModel(ModelFT):
             lgb.log_evaluation(period=verbose_eval),
             lgb.record_evaluation(evals_result),
         ]
-        self.model = lgb.train(
-            self.params,
-            ds[0],
-            num_boost_round=self.num_boost_round if num_boost_round is None else num_boost_round,
-            valid_sets=list(ds),
-            valid_names=list(names),
-            callbacks=callbacks,
-            **kwargs,
-        )
+        progress = TrainingProgress(total=rounds) if verbose_eval and verbose_eval > 0 else None
+        if progress is not None:
+            callbacks.append(progress)
+        booster = None
+        try:
+            booster = lgb.train(
+                self.params,
+                ds[0],
+                num_boost_round=rounds,
+                valid_sets=list(ds),
+                valid_names=list(names),
+                callbacks=callbacks,
+                **kwargs,
+            )
+        finally:
+            if progress is not None:
+                progress.close(getattr(booster, "best_iteration", None))
+        self.model = booster
         self.evals_result_ = {k: {m: list(v) for m, v in d.items()} for k, d in evals_result.items()}
         rec = recorder if recorder is not None else active_metrics_logger()
         if rec is not None:

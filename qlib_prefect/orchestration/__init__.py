@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         serve_deployments,
     )
     from qlib_prefect.orchestration._flow import current_recorder, plan_workflow, qlib_workflow, run_workflow
-    from qlib_prefect.orchestration._leanflow import SAMPLE_DIR_ENV, LeanFlow, ensure_sample_env
+    from qlib_prefect.orchestration._leanflow import LeanFlow
     from qlib_prefect.orchestration._report import key_metrics, markdown_report, text_report
     from qlib_prefect.orchestration._rolling import (
         multi_horizon_workflow,
@@ -49,13 +49,11 @@ __all__ = [
     "DEPLOYMENTS",
     "ROLLING_CRON",
     "ROLLING_TIMEZONE",
-    "SAMPLE_DIR_ENV",
     "ContentStore",
     "LeanFlow",
     "StageCachePolicy",
     "build_deployments",
     "current_recorder",
-    "ensure_sample_env",
     "key_metrics",
     "markdown_report",
     "multi_horizon_workflow",
@@ -78,8 +76,6 @@ __all__ = [
 _LAZY = {
     "ContentStore": "qlib_prefect.orchestration._store",
     "LeanFlow": "qlib_prefect.orchestration._leanflow",
-    "SAMPLE_DIR_ENV": "qlib_prefect.orchestration._leanflow",
-    "ensure_sample_env": "qlib_prefect.orchestration._leanflow",
     "key_metrics": "qlib_prefect.orchestration._report",
     "markdown_report": "qlib_prefect.orchestration._report",
     "text_report": "qlib_prefect.orchestration._report",

@@ -4,7 +4,7 @@ The same two deployments are declared in ``deployments/prefect.yaml`` (for ``pre
 work pool); :func:`build_deployments` builds them from code for :func:`serve_deployments`:
 
 * ``qlib-workflow/qlib-workflow``: parameter ``config`` (a qrun YAML path, or a config dict);
-* ``rolling-workflow/rolling-retrain``: parameters ``config``, ``step``, ``rtype``; a cron schedule (weekdays
+* ``qlib-rolling/rolling-retrain``: parameters ``config``, ``step``, ``rtype``; a cron schedule (weekdays
   after the US close) that extends the rolling model to the newest data and writes a new summary run.
 
 :func:`run_window_deployment` runs one rolling window (a complete qrun config dict) as a flow run of the

@@ -18,12 +18,10 @@ from prefect import Flow
 
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
 
-__all__ = ["SAMPLE_DIR_ENV", "LeanFlow", "ensure_sample_env", "load_workflow_config", "results_dir", "warm_tracking"]
+__all__ = ["LeanFlow", "load_workflow_config", "results_dir", "warm_tracking"]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
-#: Jinja variable of the example configs: the bundled sample's qlib-format directory.
-SAMPLE_DIR_ENV = "QLIB_PREFECT_SAMPLE_DIR"
 
 
 class LeanFlow(Flow):
@@ -56,28 +54,10 @@ def results_dir() -> Path:
     return p
 
 
-def _needs_sample(path: Path) -> bool:
-    try:
-        return SAMPLE_DIR_ENV in path.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
-def ensure_sample_env(config: Any) -> None:
-    """Set ``$QLIB_PREFECT_SAMPLE_DIR`` to the bundled sample (materialised once) when a config file uses it."""
-    import os
-
-    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
-        return
-    if _needs_sample(Path(config).expanduser()):
-        from qlib_prefect.data.sample import sample_data_dir
-
-        os.environ[SAMPLE_DIR_ENV] = str(sample_data_dir())
-
-
 def load_workflow_config(config: Any) -> Any:
     """A ``WorkflowConfig`` from a dict, a YAML path or a ``WorkflowConfig`` (the bundled sample filled in)."""
     from qlib_prefect.config.loader import WorkflowConfig, load_config
+    from qlib_prefect.data.sample import ensure_sample_env
 
     if isinstance(config, WorkflowConfig):
         return config

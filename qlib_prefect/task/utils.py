@@ -53,17 +53,9 @@ def to_timestamp(value: Any, where: str = "time point") -> pd.Timestamp:
 def _provider_calendar(future: bool) -> pd.DatetimeIndex:
     from qlib_prefect.data.registry import get_provider
 
-    provider = get_provider()
-    cal = pd.DatetimeIndex(provider.calendar(future=future))
-    if future:
-        path = getattr(provider, "path", None)
-        freq = getattr(provider, "freq", "day")
-        if path is not None and not (path / "calendars" / f"{freq}_future.txt").exists():
-            logger.warning(
-                "%s: calendars/%s_future.txt not found; the future calendar falls back to the normal one",
-                path, freq,
-            )
-    return cal
+    # without calendars/<freq>_future.txt the future calendar is the normal one; qlib warns, we say nothing
+    # (most data directories, the bundled sample among them, have none: the warning only confused)
+    return pd.DatetimeIndex(get_provider().calendar(future=future))
 
 
 def transform_end_date(end_date: Any = None) -> Any:

@@ -110,7 +110,8 @@ def test_dump_cli(tmp_path, capsys) -> None:
     cfg_path = tmp_path / "ds.json"
     cfg_path.write_text(json.dumps(cfg))
     out = tmp_path / "out.parquet"
-    assert main(["dataset", "dump", str(cfg_path), str(out), "--data-key", "learn", "--segments", "train", "test"]) == 0
+    assert main(["dataset", "dump", str(cfg_path), str(out), "--data-key", "learn", "--segments", "train", "test",
+                 "--json", "-"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     df = pd.read_parquet(out)
     assert list(df.columns) == ["feature/f", "label/y"]

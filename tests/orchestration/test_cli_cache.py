@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,17 @@ def _write(path: Path, cfg: dict) -> Path:
 
 def _run(cfg_path: Path, env: dict, tmp: Path, *extra: str) -> dict:
     out = tmp / f"summary-{len(list(tmp.glob('summary-*')))}.json"
+    t0 = time.perf_counter()
     proc = subprocess.run([*CLI, "run", str(cfg_path), "--json", str(out), *extra], env=env, capture_output=True,
                           text=True, timeout=600)
+    wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "MLflow run id:" in proc.stdout and "mlflow ui --backend-store-uri" in proc.stdout
-    return json.loads(out.read_text())
+    summary = json.loads(out.read_text())
+    # `elapsed:` is what the user waited: from the command's start (imports, config, server) to the report
+    assert summary["flow_elapsed_s"] < summary["elapsed_s"] <= wall
+    assert f"elapsed:         {summary['elapsed_s']:.1f} s" in proc.stdout
+    return summary
 
 
 def _states(summary: dict) -> dict[str, str]:
