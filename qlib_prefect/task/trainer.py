@@ -114,6 +114,9 @@ def _exe_task(task_config: dict) -> None:
             _where=f"task.record[{i}]",
         )
         r.generate()
+    from qlib_prefect.report import build_run_report
+
+    build_run_report(rec, strict=False)  # report.html + ledgers + MLflow 3 entries of the run
 
 
 def begin_task_train(task_config: dict, experiment_name: str, recorder_name: str | None = None) -> Any:
