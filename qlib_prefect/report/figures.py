@@ -87,16 +87,17 @@ def histogram(samples: Mapping[str, pd.Series], *, title: str, x_title: str, y_t
 
 
 def heatmap(table: pd.DataFrame, *, title: str, x_title: str, y_title: str, z_title: str,
-            x_labels: list[str] | None = None) -> dict[str, Any]:
-    """A heat map of ``table`` (rows = y, columns = x), values as percentages, diverging around 0 (blue > 0)."""
+            x_labels: list[str] | None = None, z_format: str = ".1%") -> dict[str, Any]:
+    """A heat map of ``table`` (rows = y, columns = x; values shown with ``z_format``), diverging around 0
+    (blue > 0)."""
     z = [_ys(row) for row in table.to_numpy(dtype=float)]
     finite = np.abs(table.to_numpy(dtype=float))
     zmax = float(np.nanmax(finite)) if np.isfinite(finite).any() else 1.0
     data = [{
         "type": "heatmap", "z": z, "x": x_labels or _xs(table.columns), "y": [str(v) for v in _xs(table.index)],
         "colorscale": "RdBu", "reversescale": True, "zmid": 0, "zmin": -zmax, "zmax": zmax,
-        "colorbar": {"title": {"text": z_title}, "tickformat": ".1%"},
-        "texttemplate": "%{z:.1%}", "hovertemplate": "%{y} %{x}: %{z:.2%}<extra></extra>",
+        "colorbar": {"title": {"text": z_title}, "tickformat": z_format},
+        "texttemplate": f"%{{z:{z_format}}}", "hovertemplate": f"%{{y}} %{{x}}: %{{z:{z_format}}}<extra></extra>",
     }]
     layout = _layout(title, x_title, y_title, None)
     layout["yaxis"]["type"] = "category"
