@@ -86,17 +86,27 @@ def rolling_ic(ic: pd.Series, window: int = IC_WINDOW) -> pd.Series:
 
 
 def quantile_returns(pred: pd.Series, label: pd.Series, n_groups: int = 5) -> pd.DataFrame:
-    """Mean label of each day's score quantile group (``Group1`` = highest scores) and ``long-short``
-    (Group1 - Group{n}); rows without a score or label are left out of that day's split."""
+    """Mean label of each day's score quantile group and ``long-short`` (Group1 - Group{n}), qlib's
+    ``model_performance_graph`` split: the day's rows sorted by score (highest first, ties in row order), group i =
+    rows ``[n // N * i, n // N * (i + 1))`` (the ``n % N`` last rows are in no group); rows without a score or a
+    label are left out."""
     df = pd.DataFrame({"pred": pred, "label": label}).dropna()
     codes, dates = pd.factorize(df.index.get_level_values("datetime"), sort=True)
     p = df["pred"].to_numpy(dtype=float)
     lab = df["label"].to_numpy(dtype=float)
-    rank = rank_by_group(-p, codes)  # 1 = highest score
-    count = np.bincount(codes, minlength=len(dates))[codes]
-    group = np.minimum(((rank - 1) / count * n_groups).astype(int), n_groups - 1)
-    flat = codes * n_groups + group
-    sums = np.bincount(flat, lab, minlength=len(dates) * n_groups).reshape(len(dates), n_groups)
+    n = len(p)
+    order = np.lexsort((np.arange(n), -p, codes))
+    sc = codes[order]
+    count = np.bincount(codes, minlength=len(dates))
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    pos = np.arange(n) - start[sc]
+    size = (count // n_groups)[sc]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        group = np.where(size > 0, pos // np.maximum(size, 1), n_groups)
+    keep = group < n_groups
+    flat = sc[keep] * n_groups + group[keep]
+    vals = lab[order][keep]
+    sums = np.bincount(flat, vals, minlength=len(dates) * n_groups).reshape(len(dates), n_groups)
     cnt = np.bincount(flat, minlength=len(dates) * n_groups).reshape(len(dates), n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / cnt

@@ -189,7 +189,7 @@ def _signal_sections(art: RunArtifacts, horizons: Sequence[int]) -> list[Section
     else:
         q = A.quantile_returns(art.pred, art.label)
         quant.figures["cumulative"] = line_chart(
-            {c: q[c].cumsum() for c in q.columns},
+            {c: q[c].fillna(0.0).cumsum() for c in q.columns},  # a day without labels adds nothing
             title="Cumulative label return of the 5 score quantile groups (Group1 = highest scores) and long-short",
             x_title=_DATE, y_title="cumulative label return (sum of daily group means, %)",
             styles={"long-short": {"line": {"color": "black", "dash": "dot"}}})

@@ -109,6 +109,19 @@ def _quiet(name: str) -> Iterator[None]:
         log.setLevel(level)
 
 
+def _feature_names(recorder: Any, booster: Any) -> list[str]:
+    """The handler's feature column names (from the run's ``dataset`` artifact: its loader's ``feature`` fields),
+    else the booster's (``Column_<i>`` when it was trained on an array)."""
+    names = list(booster.feature_name())
+    try:
+        fields = recorder.load_object("dataset").handler.data_loader.fields
+        group = fields["feature"] if isinstance(fields, dict) else fields
+        found = [str(n) for n in group[1]]
+    except Exception:  # no dataset artifact, or a loader without a fields config
+        return names
+    return found if len(found) == len(names) else names
+
+
 def _log_model(recorder: Any, art: RunArtifacts, client: Any) -> str | None:
     """The LoggedModel of ``params.pkl`` (None when the run has none or it is not a booster-backed model)."""
     import mlflow.pyfunc
@@ -125,7 +138,7 @@ def _log_model(recorder: Any, art: RunArtifacts, client: Any) -> str | None:
     booster = getattr(model, "model", None)
     if booster is None or not hasattr(booster, "feature_name"):
         return None
-    features = list(booster.feature_name())
+    features = _feature_names(recorder, booster)
     signature = ModelSignature(inputs=Schema([ColSpec("double", f) for f in features]),
                                outputs=Schema([ColSpec("double", "score")]))
     with tempfile.TemporaryDirectory(prefix="qlib-prefect-model-") as tmp:
