@@ -18,7 +18,7 @@ def report_data(session_tmp: Path) -> Path:
     return make_small_data(session_tmp / "report_small_data")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def real_run(report_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """``{"recorder", "uri", "config", "data"}`` of a finished LightGBM/Alpha158 run made by ``task_train``."""
     import qlib_prefect
