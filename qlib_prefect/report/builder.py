@@ -223,7 +223,9 @@ def report_sections(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21)
 
 def run_report_html(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21)) -> str:
     """The report of ``art`` as an HTML string."""
-    title = f"qlib-prefect report: {art.run_name or art.run_id}"
+    from qlib_prefect.report.tracking import run_name
+
+    title = f"qlib-prefect report: {run_name(art.config) or art.run_name or art.run_id}"
     sub = f"MLflow run <code>{html.escape(art.run_id)}</code> - built {time.strftime('%Y-%m-%d %H:%M:%S')}"
     return render_document(title, report_sections(art, horizons=horizons), subtitle=sub)
 
