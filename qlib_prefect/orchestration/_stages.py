@@ -196,8 +196,9 @@ def _run_record(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> None:
     record.generate()
     try:
         from qlib_prefect.orchestration._plots import plot_stage
+        from qlib_prefect.report import find_benchmark
 
-        plot_stage(rec)
+        plot_stage(rec, benchmark=find_benchmark(cfg))
     except Exception as e:  # plots are a convenience: never fail a stage because of them
         logger.warning("%s: plots skipped (%s)", spec.name, e)
 
