@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from qlib_prefect.backtest.analysis import risk_analysis_scaler
-from qlib_prefect.model.signal_eval import calc_ic, pearson_by_group, rank_by_group
+from qlib_prefect.model.signal_eval import pearson_by_group, rank_by_group
 
 __all__ = [
     "IC_WINDOW",
@@ -136,12 +136,41 @@ def horizon_labels(index: pd.MultiIndex, horizons: Sequence[int]) -> pd.DataFram
     return df.reindex(index)
 
 
+def _panel(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    out = np.full(shape, np.nan)
+    out[rows, cols] = values
+    return out
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of two NaN-aligned panels (pairwise-complete; < 2 pairs -> NaN)."""
+    n = np.sum(~np.isnan(a), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        da = a - (np.nansum(a, axis=1) / n)[:, None]
+        db = b - (np.nansum(b, axis=1) / n)[:, None]
+        r = np.nansum(da * db, axis=1) / np.sqrt(np.nansum(da * da, axis=1) * np.nansum(db * db, axis=1))
+    r[n < 2] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
 def ic_decay(pred: pd.Series, labels: pd.DataFrame) -> pd.DataFrame:
-    """Mean daily IC and Rank IC of ``pred`` against each label column (the label horizons)."""
+    """Mean daily IC and Rank IC of ``pred`` against each label column (the label horizons), on (dates x
+    instruments) panels: each date's pairwise-complete rows, average ranks for ties (``calc_ic``'s definition)."""
+    import bottleneck as bn
+
+    labels = labels.reindex(pred.index)
+    d_codes, dates = pd.factorize(pred.index.get_level_values("datetime"), sort=True)
+    i_codes, insts = pd.factorize(pred.index.get_level_values("instrument"))
+    shape = (len(dates), len(insts))
+    p = _panel(pred.to_numpy(dtype=float), d_codes, i_codes, shape)
     rows = {}
     for h in labels.columns:
-        ic, ric = calc_ic(pred, labels[h])
-        rows[h] = {"IC": float(ic.mean()), "Rank IC": float(ric.mean())}
+        lab = _panel(labels[h].to_numpy(dtype=float), d_codes, i_codes, shape)
+        both = ~np.isnan(p) & ~np.isnan(lab)
+        a, b = np.where(both, p, np.nan), np.where(both, lab, np.nan)
+        ic = _row_pearson(a, b)
+        ric = _row_pearson(bn.nanrankdata(a, axis=1), bn.nanrankdata(b, axis=1))
+        rows[h] = {"IC": float(np.nanmean(ic)), "Rank IC": float(np.nanmean(ric))}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "horizon"
     return out
@@ -171,23 +200,21 @@ def _ic_stats(ic: np.ndarray, ric: np.ndarray) -> dict[str, float]:
 
 def holdings(positions: dict[Any, Any]) -> pd.DataFrame:
     """Long frame of the daily holdings: ``datetime, instrument, amount, price, value, weight, count_day``."""
-    frames = []
+    dates, codes, amount, price, weight, count = [], [], [], [], [], []
     for date, pos in positions.items():
         p = getattr(pos, "position", pos)
-        codes = [k for k, v in p.items() if isinstance(v, dict)]
-        if not codes:
-            continue
-        frames.append(pd.DataFrame({
-            "datetime": pd.Timestamp(date),
-            "instrument": codes,
-            "amount": [float(p[c]["amount"]) for c in codes],
-            "price": [float(p[c].get("price", np.nan)) for c in codes],
-            "weight": [float(p[c].get("weight", np.nan)) for c in codes],
-            "count_day": [int(p[c].get("count_day", 0)) for c in codes],
-        }))
-    cols = ["datetime", "instrument", "amount", "price", "value", "weight", "count_day"]
-    if not frames:
-        return pd.DataFrame(columns=cols)
-    df = pd.concat(frames, ignore_index=True)
-    df["value"] = df["amount"] * df["price"]
-    return df[cols]
+        for c, d in p.items():
+            if isinstance(d, dict):
+                dates.append(date)
+                codes.append(c)
+                amount.append(d["amount"])
+                price.append(d.get("price", np.nan))
+                weight.append(d.get("weight", np.nan))
+                count.append(d.get("count_day", 0))
+    amount_a = np.asarray(amount, dtype=float)
+    price_a = np.asarray(price, dtype=float)
+    return pd.DataFrame({
+        "datetime": pd.DatetimeIndex(dates), "instrument": pd.Series(codes, dtype=object), "amount": amount_a,
+        "price": price_a, "value": amount_a * price_a, "weight": np.asarray(weight, dtype=float),
+        "count_day": np.asarray(count, dtype=np.int64),
+    })

@@ -35,6 +35,17 @@ class RunArtifacts:
     indicator_analysis: pd.DataFrame | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     config: Any = None
+    _holdings: pd.DataFrame | None = field(default=None, repr=False)
+
+    def holdings(self) -> pd.DataFrame | None:
+        """The positions as a long frame (built once; see :func:`qlib_prefect.report.analysis.holdings`)."""
+        if self.positions is None:
+            return None
+        if self._holdings is None:
+            from qlib_prefect.report.analysis import holdings
+
+            self._holdings = holdings(self.positions)
+        return self._holdings
 
     @property
     def benchmark(self) -> str:

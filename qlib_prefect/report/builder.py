@@ -127,7 +127,7 @@ def _portfolio_sections(art: RunArtifacts) -> list[Section]:
     })
     holdings = Section("holdings", titles[4], html=_missing("positions_normal_*.pkl") if not art.positions else "")
     if art.positions:
-        h = A.holdings(art.positions)
+        h = art.holdings()
         count = h.groupby("datetime")["instrument"].count() if len(h) else pd.Series(dtype=float)
         weights = h.pivot_table(index="datetime", columns="instrument", values="weight", aggfunc="sum")
         top = weights.fillna(0).mean().sort_values(ascending=False).index[:10]
@@ -260,7 +260,7 @@ def _build(recorder: Any, *, config: Any, output: str | Path | None, log: bool, 
     path.write_text(run_report_html(art, horizons=horizons), encoding="utf-8")
     ledgers = []
     if art.positions is not None or art.indicator is not None:
-        ledgers = write_ledgers(folder / LEDGER_DIR, positions=art.positions, indicator=art.indicator,
+        ledgers = write_ledgers(folder / LEDGER_DIR, positions=art.holdings(), indicator=art.indicator,
                                 report=art.report, freq=art.freq)
     if log:
         recorder.log_artifact(str(path))

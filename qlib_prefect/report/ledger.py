@@ -35,41 +35,37 @@ def trades_ledger(indicator: Any, report: pd.DataFrame | None = None) -> pd.Data
     """One row per order of each day (unfilled orders have ``deal_amount`` 0 and ``cost`` 0)."""
     cols = ["datetime", "instrument", "direction", "amount", "deal_amount", "price", "value", "cost", "weight"]
     his = getattr(indicator, "order_indicator_his", None)
-    if not his:
-        return pd.DataFrame(columns=cols)
-    frames = []
-    for date, df in his.items():
-        if len(df) == 0:
-            continue
-        frames.append(pd.DataFrame({
-            "datetime": pd.Timestamp(date),
-            "instrument": df.index.astype(str),
-            "direction": np.where(df["trade_dir"].to_numpy() == 1, "buy", "sell"),
-            "amount": np.abs(df["amount"].to_numpy(dtype=float)),
-            "deal_amount": np.abs(df["deal_amount"].to_numpy(dtype=float)),
-            "price": df["trade_price"].to_numpy(dtype=float),
-            "value": np.abs(df["trade_value"].to_numpy(dtype=float)),
-            "cost": df["trade_cost"].to_numpy(dtype=float),
-        }))
+    frames = {pd.Timestamp(d): df for d, df in (his or {}).items() if len(df)}
     if not frames:
         return pd.DataFrame(columns=cols)
-    out = pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames.values())
+    dates = np.repeat(np.array(list(frames), dtype="datetime64[ns]"), [len(f) for f in frames.values()])
+    out = pd.DataFrame({
+        "datetime": pd.DatetimeIndex(dates),
+        "instrument": df.index.astype(str).to_numpy(dtype=object),
+        "direction": np.where(df["trade_dir"].to_numpy() == 1, "buy", "sell"),
+        "amount": np.abs(df["amount"].to_numpy(dtype=float)),
+        "deal_amount": np.abs(df["deal_amount"].to_numpy(dtype=float)),
+        "price": df["trade_price"].to_numpy(dtype=float),
+        "value": np.abs(df["trade_value"].to_numpy(dtype=float)),
+        "cost": df["trade_cost"].to_numpy(dtype=float),
+    })
     if report is not None and "account" in report:
-        account = report["account"].astype(float)
-        out["weight"] = out["value"].to_numpy() / account.reindex(out["datetime"]).to_numpy()
+        out["weight"] = out["value"].to_numpy() / report["account"].astype(float).reindex(out["datetime"]).to_numpy()
     else:
         out["weight"] = np.nan
     return out[cols]
 
 
-def write_ledgers(folder: Path, *, positions: dict[Any, Any] | None, indicator: Any, report: pd.DataFrame | None,
-                  freq: str = "1day") -> list[Path]:
-    """Write ``positions_<freq>`` and ``trades_<freq>`` as parquet + CSV into ``folder``; returns the files."""
+def write_ledgers(folder: Path, *, positions: dict[Any, Any] | pd.DataFrame | None, indicator: Any,
+                  report: pd.DataFrame | None, freq: str = "1day") -> list[Path]:
+    """Write ``positions_<freq>`` and ``trades_<freq>`` as parquet + CSV into ``folder``; returns the files.
+    ``positions``: the positions artifact, or its ledger already built."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     tables = {}
     if positions is not None:
-        tables[f"positions_{freq}"] = positions_ledger(positions)
+        tables[f"positions_{freq}"] = positions if isinstance(positions, pd.DataFrame) else positions_ledger(positions)
     if indicator is not None:
         tables[f"trades_{freq}"] = trades_ledger(indicator, report)
     for name, df in tables.items():
