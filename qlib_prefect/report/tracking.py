@@ -36,13 +36,16 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 #: run tag holding the id of the run's LoggedModel
 MODEL_ID_TAG = "qlib_prefect.model_id"
 FINGERPRINT_TAG = "qlib_prefect.data_fingerprint"
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 _DEFAULT_NAMES = ("", "mlflow_recorder", "None")
 
 
 def _task(config: Any) -> dict[str, Any]:
-    if isinstance(config, dict):
-        return config.get("task", config) if isinstance(config.get("task", config), dict) else {}
-    return {}
+    """The task section of a workflow config (or the config itself when it is a task)."""
+    if not isinstance(config, dict):
+        return {}
+    task = config.get("task", config)
+    return task if isinstance(task, dict) else {}
 
 
 def run_name(config: Any) -> str | None:
@@ -175,9 +178,10 @@ def add_mlflow_entries(recorder: Any, art: RunArtifacts) -> None:
     name = run_name(art.config)
     if name and str(run.info.run_name or "") in _DEFAULT_NAMES:
         client.update_run(recorder.id, name=name)
-    new_tags = {"mlflow.note.content": (
-        f"qlib-prefect run. Report: [report.html]({report_link(recorder)}) (Artifacts tab: `report.html`; "
-        "ledgers under `ledgers/`).")}
+    link = (f"Report: [report.html]({report_link(recorder)}) (Artifacts tab: `report.html`; ledgers under "
+            "`ledgers/`).")
+    note = tags.get(NOTE_TAG, "")
+    new_tags = {} if link in note else {NOTE_TAG: f"{note}\n\n{link}" if note else f"qlib-prefect run. {link}"}
     if MODEL_ID_TAG not in tags:
         model_id = _log_model(recorder, art, client)
         if model_id:
