@@ -133,6 +133,7 @@ def _workflow(
     from prefect.context import get_run_context
 
     from qlib_prefect._version import __version__, code_version
+    from qlib_prefect.report import build_run_report, report_link
     from qlib_prefect.utils import flatten_dict
     from qlib_prefect.workflow import R
 
@@ -186,8 +187,10 @@ def _workflow(
             first.result(raise_on_failure=True)  # re-raises the stage's own exception
             raise RecorderError(f"stages did not complete: {', '.join(failed)}")
         latest = publish_task(refs, recorder.id, recorder.uri)
+        report = build_run_report(recorder, config=cfg.raw, strict=False)  # report.html, ledgers, MLflow 3 entries
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
+        summary["report_url"] = report_link(recorder) if report is not None else None
         recorder.save_objects(config=cfg.raw)
         prefect_artifact(summary, key="qlib-workflow-results", title="qlib workflow results")
     except BaseException:

@@ -1,9 +1,13 @@
 """PNG plots saved next to a record's artifacts (matplotlib, Agg backend; imported only when a stage runs).
 
 * ``portfolio_analysis/cumulative_return.png``: cumulative return of the strategy with and without cost vs the
-  benchmark, and the excess returns (sums of daily returns, qlib's ``report_graph`` convention);
-* ``portfolio_analysis/drawdown.png``: drawdown of the cumulative excess return with and without cost;
-* ``sig_analysis/ic.png``: daily IC and Rank IC with their 20-day moving averages.
+  benchmark (named by its code, e.g. SPX), and the excess returns (sums of daily returns, qlib's ``report_graph``
+  convention, said on the axis);
+* ``portfolio_analysis/drawdown.png``: drawdown of the cumulative excess return with and without cost (two lines,
+  no overlapping fills);
+* ``sig_analysis/ic.png``: daily IC with the 20-day moving averages of IC and Rank IC (full windows only).
+
+The interactive report (``report.html``, :mod:`qlib_prefect.report`) shows these and more.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def plot_stage(rec: Any) -> list[str]:
-    """Write the plots that ``rec``'s own artifacts allow; returns their artifact paths."""
+def plot_stage(rec: Any, benchmark: str | None = None) -> list[str]:
+    """Write the plots that ``rec``'s own artifacts allow; returns their artifact paths. ``benchmark``: the
+    benchmark's code for the legend (default ``"benchmark"``)."""
     root = rec.artifact_dir
     written: list[str] = []
     pa = root / "portfolio_analysis"
@@ -34,13 +39,19 @@ def plot_stage(rec: Any) -> list[str]:
     ic = root / "sig_analysis" / "ic.pkl"
     with _LOCK:  # font cache and text layout are shared state inside matplotlib
         if reports:
-            written += _portfolio_plots(rec, reports[0])
+            written += _portfolio_plots(rec, reports[0], benchmark or "benchmark")
         if ic.is_file():
             written += _ic_plot(rec)
     return written
 
 
-def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
+def _pct_axis(ax: Any) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+
+
+def _portfolio_plots(rec: Any, report_path: Any, benchmark: str) -> list[str]:
     import pandas as pd
 
     report = pd.read_pickle(report_path)
@@ -51,10 +62,13 @@ def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
     fig, ax = _figure((10, 5))
     ax.plot(r.index, r.cumsum(), label="strategy (without cost)")
     ax.plot(r.index, (r - c).cumsum(), label="strategy (with cost)")
-    ax.plot(b.index, b.cumsum(), label="benchmark", color="black", linewidth=1)
+    ax.plot(b.index, b.cumsum(), label=f"{benchmark} (benchmark)", color="black", linewidth=1)
     ax.plot(r.index, (r - b).cumsum(), label="excess (without cost)", linestyle="--")
     ax.plot(r.index, (r - b - c).cumsum(), label="excess (with cost)", linestyle="--")
-    ax.set_title("Cumulative return")
+    ax.set_title(f"Cumulative return vs {benchmark}")
+    ax.set_xlabel("trading day")
+    ax.set_ylabel("cumulative return (sum of daily returns, %)")
+    _pct_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.autofmt_xdate()
@@ -62,10 +76,14 @@ def _portfolio_plots(rec: Any, report_path: Any) -> list[str]:
     fig.savefig(out_dir / "cumulative_return.png", dpi=100)
 
     fig, ax = _figure((10, 3.5))
-    for label, s in (("excess without cost", r - b), ("excess with cost", r - b - c)):
+    for label, s in (("excess return (without cost)", r - b), ("excess return (with cost)", r - b - c)):
         cum = s.cumsum()
-        ax.fill_between(cum.index, cum - cum.cummax(), 0, alpha=0.35, label=label)
-    ax.set_title("Drawdown of the cumulative excess return")
+        ax.plot(cum.index, cum - cum.cummax(), label=label, linewidth=1.2)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_title(f"Drawdown of the cumulative excess return over {benchmark}")
+    ax.set_xlabel("trading day")
+    ax.set_ylabel("drawdown (%, from the running maximum)")
+    _pct_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.autofmt_xdate()
@@ -82,11 +100,14 @@ def _ic_plot(rec: Any) -> list[str]:
     ric = pd.read_pickle(ric_path) if ric_path.is_file() else None
     fig, ax = _figure((10, 4))
     ax.bar(ic.index, ic.to_numpy(dtype=float), width=1.0, alpha=0.35, label=f"IC (mean {ic.mean():.4f})")
-    ax.plot(ic.index, ic.rolling(20, min_periods=1).mean(), label="IC 20-day mean")
+    ax.plot(ic.index, ic.rolling(20, min_periods=20).mean(), label="IC 20-day mean")
     if ric is not None:
-        ax.plot(ric.index, ric.rolling(20, min_periods=1).mean(), label=f"Rank IC 20-day mean (mean {ric.mean():.4f})")
+        ax.plot(ric.index, ric.rolling(20, min_periods=20).mean(),
+                label=f"Rank IC 20-day mean (mean {ric.mean():.4f})")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_title("Daily information coefficient")
+    ax.set_title("Daily information coefficient (IC: Pearson, Rank IC: Spearman, score vs label)")
+    ax.set_xlabel("trading day")
+    ax.set_ylabel("IC (correlation)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.autofmt_xdate()
@@ -95,12 +116,12 @@ def _ic_plot(rec: Any) -> list[str]:
     return ["sig_analysis/ic.png"]
 
 
-def plot_stage_safely(rec: Any, label: str) -> list[str]:
+def plot_stage_safely(rec: Any, label: str, benchmark: str | None = None) -> list[str]:
     """:func:`plot_stage`, where a failure only warns (plots are a convenience: a stage never fails for them)."""
     import logging
 
     try:
-        return plot_stage(rec)
+        return plot_stage(rec, benchmark=benchmark)
     except Exception as e:
         logging.getLogger("qlib_prefect.orchestration").warning("%s: plots skipped (%s)", label, e)
         return []

@@ -101,6 +101,8 @@ def markdown_report(summary: Mapping[str, Any], title: str = "qlib workflow resu
     out += [f"| {n} | {s.get('state')} | `{str(s.get('key'))[:16]}` |" for n, s in summary.get("stages", {}).items()]
     out += ["", f"MLflow run id: {_run_link(summary)} (experiment `{summary.get('experiment_name')}`)",
             "", f"Tracking URI: `{summary.get('tracking_uri')}` - open with `{summary.get('mlflow_ui_command')}`"]
+    if summary.get("report_url"):
+        out += ["", f"Report: [report.html]({summary['report_url']})"]
     return "\n".join(out)
 
 

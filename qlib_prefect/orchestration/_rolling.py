@@ -258,8 +258,9 @@ def _summary_fn(ctx: _RunCtx | dict[str, Any], group: str, window_refs: list[dic
         rec.set_tags(**{GROUP_TAG: group, "qlib_prefect.rolling.windows": str(len(window_refs))})
         run_records({"record": copy.deepcopy(records)}, rec)
         from qlib_prefect.orchestration._plots import plot_stage_safely
+        from qlib_prefect.report import find_benchmark
 
-        plot_stage_safely(rec, f"summary-{group}")
+        plot_stage_safely(rec, f"summary-{group}", benchmark=find_benchmark(records))
         rec.flush()
     return {"stage": SUMMARY_STAGE, "key": stage_key, "path": str(store.path(SUMMARY_STAGE, stage_key))}
 
@@ -372,6 +373,11 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
                           for g, st in summary_states.items()}},
         }
         parent.set_tags(**{"qlib_prefect.rolling.trained": str(trained)})
+        if len(plan.summaries) == 1:  # the merged predictions' tear sheet (report.html, ledgers) in the summary run
+            from qlib_prefect.report import build_run_report, report_link
+
+            if build_run_report(parent, config=cfg.raw, strict=False) is not None:
+                summary["report_url"] = report_link(parent)
         prefect_artifact(summary, key=f"qlib-{kind.replace('_', '-')}-results", title=f"qlib {kind} results")
     except BaseException:
         _drop_raw()

@@ -16,7 +16,7 @@ from qlib_prefect.orchestration._cache import StageSpec, resolve_dotted
 from qlib_prefect.orchestration._memo import MEMO
 from qlib_prefect.orchestration._recorder import StoreRecorder
 from qlib_prefect.orchestration._store import ContentStore
-from qlib_prefect.workflow.pipeline import build_dataset, run_records, save_dataset, train_model
+from qlib_prefect.workflow.pipeline import build_dataset, run_records, save_dataset, task_records, train_model
 
 __all__ = ["RunContext", "clear_memo", "dataset_users", "release", "run_stage"]
 
@@ -105,8 +105,9 @@ def _run_record(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> None:
         model, dataset = get_model(ctx), get_dataset(ctx)
     run_records(ctx.resolved_task(), rec, model=model, dataset=dataset, only=[spec.index])
     from qlib_prefect.orchestration._plots import plot_stage_safely
+    from qlib_prefect.report import find_benchmark
 
-    plot_stage_safely(rec, spec.name)
+    plot_stage_safely(rec, spec.name, benchmark=find_benchmark(task_records(ctx.resolved_task())[spec.index]))
 
 
 _RUNNERS = {"dataset": _run_dataset, "train": _run_train, "record": _run_record}

@@ -54,7 +54,11 @@ def _exe_task(task_config: dict) -> None:
     from qlib_prefect.workflow import R
     from qlib_prefect.workflow.pipeline import execute_task
 
-    execute_task(task_config, R.get_recorder())
+    rec = R.get_recorder()
+    execute_task(task_config, rec)
+    from qlib_prefect.report import build_run_report
+
+    build_run_report(rec, strict=False)  # report.html + ledgers + MLflow 3 entries of the run
 
 
 def begin_task_train(task_config: dict, experiment_name: str, recorder_name: str | None = None) -> Any:
