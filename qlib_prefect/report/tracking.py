@@ -82,7 +82,7 @@ def _dataset_input(art: RunArtifacts, tags: dict[str, str]) -> Any:
     fingerprint = tags.get(FINGERPRINT_TAG)
     source = ""
     try:
-        from qlib_prefect.config.runtime import get_provider
+        from qlib_prefect.data.registry import get_provider
 
         provider = get_provider()
         fingerprint = fingerprint or provider.fingerprint()
