@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from qlib_prefect.data.expression import kernels as K
-from qlib_prefect.data.expression.parser import Const, Expression
+from qlib_prefect.data.expression.nodes import Const, Expression
 from qlib_prefect.errors import ExpressionError
 
 __all__ = ["OPERATORS", "OpSpec", "Panel"]
