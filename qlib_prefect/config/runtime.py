@@ -97,6 +97,9 @@ def init(
         kwargs.pop("skip_if_reg", None)
         kwargs.pop("clear_mem_cache", None)
         C.update(kwargs)
+        from qlib_prefect.data.expression.operators import register_ops  # data layer, lazily (as get_provider)
+
+        register_ops(C.get("custom_ops"))  # qlib's register_all_ops: built-ins + custom_ops
         _state["provider"] = None
         _state["initialized"] = True
         for hook in list(_init_hooks):

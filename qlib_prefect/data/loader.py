@@ -50,14 +50,12 @@ def _parse_fields_info(fields_info: Any, where: str) -> tuple[list[str], list[st
         raise ConfigError(f"{where}: expected a list of expressions or (exprs, names), got {kind}")
     if len(fields_info) == 0:
         raise ConfigError(f"{where}: the size of fields must be greater than 0")
-    if isinstance(fields_info[0], str):
-        exprs = names = list(fields_info)
+    if not isinstance(fields_info[0], (list, tuple)):  # expression strings or qlib operator objects
+        exprs = names = [str(f) for f in fields_info]
     elif isinstance(fields_info[0], (list, tuple)):
         if len(fields_info) != 2:
             raise ConfigError(f"{where}: expected (exprs, names)")
-        exprs, names = list(fields_info[0]), list(fields_info[1])
-    else:
-        raise ConfigError(f"{where}: unsupported fields description {fields_info[0]!r}")
+        exprs, names = [str(f) for f in fields_info[0]], list(fields_info[1])
     if len(exprs) != len(names):
         raise ConfigError(f"{where}: {len(exprs)} expressions but {len(names)} names")
     return exprs, names

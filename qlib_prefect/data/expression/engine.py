@@ -441,6 +441,9 @@ def window_size(node: Expression) -> tuple[float, float]:
     if isinstance(node, Feature) or not isinstance(node, Op):
         return 0, 0
     name = node.name
+    spec = OPERATORS.get(name)
+    if spec is not None and spec.window is not None:  # a user operator (init(custom_ops=...))
+        return spec.window(node)
     if name in ("Mask", "ChangeInstrument"):
         return window_size(node.children()[0])
     if name in _ROLLING or name == "Ref":
@@ -488,9 +491,10 @@ def _resolve_instruments(provider: Any, instruments: Any) -> tuple[list[str], di
         return sorted(spans), dict(spans)
     if isinstance(instruments, Mapping):
         if "market" in instruments and "filter_pipe" in instruments:
-            from qlib_prefect.data.api import apply_filter_pipe
+            from qlib_prefect.data.filter import apply_filter_pipe
 
-            spans = apply_filter_pipe(provider.instruments(str(instruments["market"])), instruments["filter_pipe"])
+            spans = provider.instruments(str(instruments["market"]))
+            spans = apply_filter_pipe(spans, instruments["filter_pipe"], provider=provider)
             return sorted(spans), dict(spans)
         return sorted(str(k) for k in instruments), {str(k): v for k, v in instruments.items()}
     if isinstance(instruments, Sequence):

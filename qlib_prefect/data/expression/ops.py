@@ -42,6 +42,9 @@ class OpSpec:
     name: str
     kinds: str
     impl: Callable[..., Panel]
+    #: ``window(node) -> (left, right)`` extra dates the operator reads (qlib's ``get_extended_window_size``);
+    #: None: the engine's rule for built-ins
+    window: Callable[[Any], tuple[float, float]] | None = None
 
     def check(self, text: str, args: Sequence[Expression]) -> None:
         if len(args) != len(self.kinds):
