@@ -222,11 +222,10 @@ class StaticDataLoader(DataLoader):
         return {k: v for k, v in self.__dict__.items() if k != "_data"}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._data = None
+        self.__dict__.update(state)  # no ``_data``: qlib's unpickled loader has none either
 
     def _maybe_load_raw_data(self) -> pd.DataFrame:
-        if self._data is not None:
+        if getattr(self, "_data", None) is not None:
             return self._data
         cfg = self._config
         if isinstance(cfg, Mapping):
