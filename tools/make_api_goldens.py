@@ -9,7 +9,7 @@ Run with the oracle venv (qlib 0.9.7), from the repository root::
 Steps:
 1. cut 6 stocks + the ``SPX`` index (2016-01-04 .. 2016-12-30) from the bundled S&P sample CSVs (read
    directly, not through the package) and write them with ``tools/qlib_data_writer.py`` into ``<out>/data``:
-   fields ``open high low close volume factor(=1)``, markets ``all`` (everything) and ``sp500`` (stocks;
+   fields ``open high low close volume factor(=1) change``, markets ``all`` (everything) and ``sp500`` (stocks;
    MSFT's membership has a gap, JPM joins in April);
 2. ``qlib.init(provider_uri=<out>/data, region="us", custom_ops=[Diff, Distance])`` (the operator classes of
    qlib's tests/test_register_ops.py) and compute: custom-operator features, the ``ChangeInstrument`` /
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "qlib_prefect" / "data" / "_bundled"
 CODES = ["AAPL", "AMZN", "JPM", "MSFT", "XOM", "AMGN"]
 START, END = "2016-01-04", "2016-12-30"
-FIELDS = ["open", "high", "low", "close", "volume", "factor"]
+FIELDS = ["open", "high", "low", "close", "volume", "factor", "change"]
 
 CUSTOM_FIELDS = ["Diff($close)", "Distance($close, Ref($close, 1))", "Diff(Mean($close, 5))", "Abs(Diff($open))"]
 FILTER_CASES = {
@@ -97,6 +97,8 @@ def write_data(out: Path) -> None:
     index = index[index["date"].isin(cal)]
     long = pd.concat([stocks, index], ignore_index=True)
     long["factor"] = 1.0
+    long = long.sort_values(["code", "date"])
+    long["change"] = long.groupby("code")["close"].pct_change()  # qlib's $change: close / previous close - 1
     long = long[long["date"] >= "2016-01-04"]
     write_calendar(out, cal)
     spans = write_long_frame(out, long, cal, FIELDS)

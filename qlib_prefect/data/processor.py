@@ -170,7 +170,7 @@ def _with_columns(df: pd.DataFrame, pos: np.ndarray, new: np.ndarray) -> pd.Data
     ncol = df.shape[1]
     if len(pos) == ncol and np.array_equal(pos, np.arange(ncol)):
         dtypes = df.dtypes.unique()
-        dt = dtypes[0] if len(dtypes) == 1 else np.float32
+        dt = dtypes[0] if len(dtypes) == 1 else np.result_type(*dtypes, np.float32)  # float64 stays float64
         return pd.DataFrame(np.asarray(new, dtype=dt), index=df.index, columns=df.columns, copy=False)
     if len(pos) > 8 and df.dtypes.nunique() == 1:
         arr = np.array(df.to_numpy(), order="K", copy=True)
