@@ -19,6 +19,12 @@ Steps:
 3. write ``<out>/custom_ops.parquet``, ``<out>/special_ops.parquet``, ``<out>/special_ops_loader.parquet``
    and ``<out>/goldens.json`` (filters: ``{code: [[start, end], ...]}`` with ISO dates).
 
+4. SoftTopkStrategy (qlib's current class, ``tools/qlib_soft_topk_head.py``) backtests (``STRATEGY_CASES``:
+   default, ``max_sold_weight``, ``OrderGenWOInteract``) on a seeded random score (``<out>/pred.parquet``),
+   2016-03-01 .. 2016-11-30, benchmark SPX, account 1e6:
+   ``<out>/<case>.report.parquet`` (qlib's report_normal) and ``<out>/<case>.positions.parquet``.
+
+Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
 """
 
@@ -59,6 +65,15 @@ FILTER_CASES = {
               "filter_end_time": None, "keep": False}],
 }
 LIST_WINDOWS = {"all": (None, None), "clip": ("2016-02-15", "2016-10-31")}
+BT_START, BT_END = "2016-03-01", "2016-11-30"
+BT_EXCHANGE = {"freq": "day", "limit_threshold": None, "deal_price": "close", "open_cost": 0.0005,
+               "close_cost": 0.0015, "min_cost": 5}
+#: SoftTopkStrategy backtests: name -> strategy kwargs (besides the signal); order generators by class name
+STRATEGY_CASES = {
+    "soft_topk": {"topk": 3},
+    "soft_topk_limit": {"topk": 3, "max_sold_weight": 0.1},
+    "soft_topk_wo": {"topk": 2, "order_generator_cls_or_obj": "OrderGenWOInteract", "risk_degree": 0.9},
+}
 HORIZON_LABELS = [
     "Ref($close, -2) / Ref($close, -1) - 1",
     "Ref($close, -5) / Ref($close, -1) - 1",
@@ -141,6 +156,15 @@ class _Ops:
         return [Diff, Distance]
 
 
+def make_pred(data: Path) -> pd.DataFrame:
+    """Deterministic scores for the stocks on every date of the data calendar (seed 20260917)."""
+    cal = pd.to_datetime(pd.Series((data / "calendars" / "day.txt").read_text().split()))
+    codes = sorted(c for c in CODES)
+    idx = pd.MultiIndex.from_product([cal, codes], names=["datetime", "instrument"])
+    rng = np.random.default_rng(20260917)
+    return pd.DataFrame({"score": rng.standard_normal(len(idx))}, index=idx)
+
+
 def _spans_json(spans: dict) -> dict:
     return {k: [[pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()] for a, b in v] for k, v in spans.items()}
 
@@ -186,6 +210,28 @@ def main() -> None:
     golden["list_windows"] = LIST_WINDOWS
     for label in HORIZON_LABELS:
         golden["horizon"][label] = int(guess_horizon([label]))
+    pred = make_pred(out / "data")
+    pred.to_parquet(out / "pred.parquet")
+    from qlib.backtest import backtest
+    from qlib.contrib.strategy.order_generator import OrderGenWInteract, OrderGenWOInteract
+    from qlib_soft_topk_head import SoftTopkStrategy  # 0.9.7's class cannot be constructed (see that file)
+
+    gens = {"OrderGenWInteract": OrderGenWInteract, "OrderGenWOInteract": OrderGenWOInteract}
+    for name, kw in STRATEGY_CASES.items():
+        kw = dict(kw)
+        if "order_generator_cls_or_obj" in kw:
+            kw["order_generator_cls_or_obj"] = gens[kw["order_generator_cls_or_obj"]]
+        strategy = SoftTopkStrategy(signal=pred["score"], **kw)
+        executor = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                    "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}}
+        pm, _ = backtest(start_time=BT_START, end_time=BT_END, strategy=strategy, executor=executor,
+                         benchmark="SPX", account=1e6, exchange_kwargs=BT_EXCHANGE)
+        report, positions = pm["1day"]
+        report.to_parquet(out / f"{name}.report.parquet")
+        rows = [(d, c, float(v["amount"])) for d, p in positions.items() for c, v in p.position.items()
+                if isinstance(v, dict)]
+        pd.DataFrame(rows, columns=["datetime", "instrument", "amount"]).to_parquet(out / f"{name}.positions.parquet")
+    golden["strategy"] = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "cases": STRATEGY_CASES}
     (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
     print("wrote", out)
 

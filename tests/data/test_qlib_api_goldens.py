@@ -131,3 +131,31 @@ def test_handler_filter_pipe_uses_the_filter(api_data: None) -> None:
 @pytest.mark.parametrize("label", sorted(META["horizon"]))
 def test_guess_horizon_equals_qlib(label: str) -> None:
     assert guess_horizon([label]) == META["horizon"][label]
+
+
+@pytest.mark.parametrize("case", sorted(META["strategy"]["cases"]))
+def test_soft_topk_backtest_equals_qlib(api_data: None, case: str) -> None:
+    from qlib_prefect.backtest import backtest
+    from qlib_prefect.backtest.weight import OrderGenWInteract, OrderGenWOInteract, SoftTopkStrategy
+
+    st = META["strategy"]
+    kw = dict(st["cases"][case])
+    gens = {"OrderGenWInteract": OrderGenWInteract, "OrderGenWOInteract": OrderGenWOInteract}
+    if "order_generator_cls_or_obj" in kw:
+        kw["order_generator_cls_or_obj"] = gens[kw["order_generator_cls_or_obj"]]
+    pred = pd.read_parquet(GOLD / "pred.parquet")["score"]
+    executor = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}}  # fmt: skip
+    pm, _ = backtest(st["start"], st["end"], SoftTopkStrategy(signal=pred, **kw), executor, benchmark="SPX",
+                     account=1e6, exchange_kwargs=st["exchange"])  # fmt: skip
+    report, positions = pm["1day"]
+    want = pd.read_parquet(GOLD / f"{case}.report.parquet")
+    cols = ["account", "return", "total_turnover", "turnover", "total_cost", "cost", "value", "cash", "bench"]
+    assert report.index.equals(want.index)
+    np.testing.assert_allclose(report[cols].to_numpy(float), want[cols].to_numpy(float), rtol=1e-9, atol=1e-6)
+    rows = [(d, c, float(v["amount"])) for d, p in positions.items() for c, v in p.position.items()
+            if isinstance(v, dict)]  # fmt: skip
+    got = pd.DataFrame(rows, columns=["datetime", "instrument", "amount"]).set_index(["datetime", "instrument"])
+    wantp = pd.read_parquet(GOLD / f"{case}.positions.parquet").set_index(["datetime", "instrument"])
+    assert got.index.sort_values().equals(wantp.index.sort_values())
+    np.testing.assert_allclose(got.sort_index()["amount"], wantp.sort_index()["amount"], rtol=1e-9)
