@@ -175,6 +175,11 @@ QLIB_ALIASES: dict[str, str] = {
     "MultiPassPortAnaRecord": "qlib_prefect.workflow.record_temp",
     # backtest
     "TopkDropoutStrategy": "qlib_prefect.backtest.strategy",
+    "WeightStrategyBase": "qlib_prefect.backtest.weight",
+    "SoftTopkStrategy": "qlib_prefect.backtest.weight",
+    "OrderGenerator": "qlib_prefect.backtest.weight",
+    "OrderGenWInteract": "qlib_prefect.backtest.weight",
+    "OrderGenWOInteract": "qlib_prefect.backtest.weight",
     "BaseSignalStrategy": "qlib_prefect.backtest.strategy",
     "SimulatorExecutor": "qlib_prefect.backtest.executor",
     "Exchange": "qlib_prefect.backtest.exchange",
