@@ -173,6 +173,8 @@ QLIB_ALIASES: dict[str, str] = {
     "SigAnaRecord": "qlib_prefect.workflow.record_temp",
     "PortAnaRecord": "qlib_prefect.workflow.record_temp",
     "MultiPassPortAnaRecord": "qlib_prefect.workflow.record_temp",
+    "MultiSegRecord": "qlib_prefect.workflow.contrib_record",
+    "SignalMseRecord": "qlib_prefect.workflow.contrib_record",
     # backtest
     "TopkDropoutStrategy": "qlib_prefect.backtest.strategy",
     "WeightStrategyBase": "qlib_prefect.backtest.weight",
