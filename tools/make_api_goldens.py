@@ -22,7 +22,9 @@ Steps:
 4. SoftTopkStrategy (qlib's current class, ``tools/qlib_soft_topk_head.py``) backtests (``STRATEGY_CASES``:
    default, ``max_sold_weight``, ``OrderGenWOInteract``) on a seeded random score (``<out>/pred.parquet``),
    2016-03-01 .. 2016-11-30, benchmark SPX, account 1e6:
-   ``<out>/<case>.report.parquet`` (qlib's report_normal) and ``<out>/<case>.positions.parquet``.
+   ``<out>/<case>.report.parquet`` (qlib's report_normal) and ``<out>/<case>.positions.parquet``; and
+   ``qlib.contrib.evaluate.backtest_daily`` with its default exchange (TopkDropout 3/1):
+   ``<out>/backtest_daily.report.parquet``.
 
 Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
@@ -231,6 +233,12 @@ def main() -> None:
         rows = [(d, c, float(v["amount"])) for d, p in positions.items() for c, v in p.position.items()
                 if isinstance(v, dict)]
         pd.DataFrame(rows, columns=["datetime", "instrument", "amount"]).to_parquet(out / f"{name}.positions.parquet")
+    from qlib.contrib.evaluate import backtest_daily
+
+    strategy = {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                "kwargs": {"signal": pred["score"], "topk": 3, "n_drop": 1}}
+    report, _ = backtest_daily(BT_START, BT_END, strategy, account=1e6, benchmark="SPX")
+    report.to_parquet(out / "backtest_daily.report.parquet")
     golden["strategy"] = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "cases": STRATEGY_CASES}
     (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
     print("wrote", out)

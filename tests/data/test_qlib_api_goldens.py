@@ -159,3 +159,21 @@ def test_soft_topk_backtest_equals_qlib(api_data: None, case: str) -> None:
     wantp = pd.read_parquet(GOLD / f"{case}.positions.parquet").set_index(["datetime", "instrument"])
     assert got.index.sort_values().equals(wantp.index.sort_values())
     np.testing.assert_allclose(got.sort_index()["amount"], wantp.sort_index()["amount"], rtol=1e-9)
+
+
+def test_backtest_daily_equals_qlib(api_data: None) -> None:
+    from qlib_prefect.backtest.evaluate import backtest_daily, create_account_instance, get_exchange
+
+    st = META["strategy"]
+    pred = pd.read_parquet(GOLD / "pred.parquet")["score"]
+    strategy = {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                "kwargs": {"signal": pred, "topk": 3, "n_drop": 1}}  # fmt: skip
+    report, positions = backtest_daily(st["start"], st["end"], strategy, account=1e6, benchmark="SPX")
+    want = pd.read_parquet(GOLD / "backtest_daily.report.parquet")
+    cols = ["account", "return", "turnover", "cost", "value", "cash", "bench"]
+    assert report.index.equals(want.index) and len(positions) == len(want)
+    np.testing.assert_allclose(report[cols].to_numpy(float), want[cols].to_numpy(float), rtol=1e-9, atol=1e-6)
+    ex = get_exchange(start_time=st["start"], end_time=st["end"], deal_price="close")
+    assert (ex.open_cost, ex.close_cost, ex.min_cost) == (0.0015, 0.0025, 5.0)
+    acc = create_account_instance(st["start"], st["end"], "SPX", {"cash": 1000.0, "AAPL": 10})
+    assert acc.get_cash() == 1000.0 and acc.current_position.get_stock_amount("AAPL") == 10
