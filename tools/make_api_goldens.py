@@ -10,7 +10,7 @@ Steps:
 1. cut 6 stocks + the ``SPX`` index (2016-01-04 .. 2016-12-30) from the bundled S&P sample CSVs (read
    directly, not through the package) and write them with ``tools/qlib_data_writer.py`` into ``<out>/data``:
    fields ``open high low close volume factor(=1) change``, markets ``all`` (everything) and ``sp500`` (stocks;
-   MSFT's membership has a gap, JPM joins in April);
+   MSFT's membership has a gap, JPM joins in April, AMGN's data starts in February);
 2. ``qlib.init(provider_uri=<out>/data, region="us", custom_ops=[Diff, Distance])`` (the operator classes of
    qlib's tests/test_register_ops.py) and compute: custom-operator features, the ``ChangeInstrument`` /
    ``Feature('close')`` / beta expressions of tests/ops/test_special_ops.py (benchmark SPX, 20-day window),
@@ -116,7 +116,7 @@ def write_data(out: Path) -> None:
     long["factor"] = 1.0
     long = long.sort_values(["code", "date"])
     long["change"] = long.groupby("code")["close"].pct_change()  # qlib's $change: close / previous close - 1
-    long = long[long["date"] >= "2016-01-04"]
+    long = long[(long["date"] >= "2016-01-04") & ~((long["code"] == "AMGN") & (long["date"] < "2016-02-01"))]
     write_calendar(out, cal)
     spans = write_long_frame(out, long, cal, FIELDS)
     write_instruments(out, "all", spans)

@@ -16,6 +16,7 @@ STOCK, BENCH, MARKET = "AAPL", "SPX", "sp500"
 
 class TestAutoData(unittest.TestCase):
     _setup_kwargs: ClassVar[dict[str, Any]] = {}
+    provider_uri = str(DATA)
 
     @classmethod
     def setUpClass(cls) -> None:
