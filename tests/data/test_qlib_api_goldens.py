@@ -177,3 +177,26 @@ def test_backtest_daily_equals_qlib(api_data: None) -> None:
     assert (ex.open_cost, ex.close_cost, ex.min_cost) == (0.0015, 0.0025, 5.0)
     acc = create_account_instance(st["start"], st["end"], "SPX", {"cash": 1000.0, "AAPL": 10})
     assert acc.get_cash() == 1000.0 and acc.current_position.get_stock_amount("AAPL") == 10
+
+
+def test_task_handler_helpers(api_data: None, tmp_path: Path) -> None:
+    from qlib_prefect.data.dataset import DatasetH
+    from qlib_prefect.data.handler import DataHandlerLP
+    from qlib_prefect.data.task_handler import hash_args, init_task_handler, replace_task_handler_with_cache
+    from qlib_prefect.utils import init_instance_by_config
+
+    h_conf = {"class": "Alpha158", "module_path": "qlib.contrib.data.handler",
+              "kwargs": {"start_time": "2016-01-04", "end_time": "2016-12-30", "instruments": "sp500"}}  # fmt: skip
+    task = {"dataset": {"class": "DatasetH", "module_path": "qlib.data.dataset",
+                        "kwargs": {"handler": h_conf, "segments": {"test": ["2016-06-01", "2016-12-30"]}}}}  # fmt: skip
+    assert hash_args(h_conf) == hash_args(json.loads(json.dumps(h_conf)))  # qlib: md5 of the sorted json
+    cached = replace_task_handler_with_cache(task, tmp_path)
+    assert task["dataset"]["kwargs"]["handler"] is h_conf  # the input task is not changed
+    path = cached["dataset"]["kwargs"]["handler"]
+    assert path == f"file://{tmp_path}/Alpha158.{hash_args(h_conf)[:10]}.pkl"
+    ds = init_instance_by_config(cached["dataset"])
+    assert isinstance(ds, DatasetH) and ds.prepare("test", col_set="feature").shape[1] == 158
+    h = init_task_handler(task)
+    assert isinstance(h, DataHandlerLP) and task["dataset"]["kwargs"]["handler"] is h
+    with pytest.raises(ConfigError, match="does not contain a handler"):
+        init_task_handler({"dataset": {"kwargs": {}}})
