@@ -154,6 +154,10 @@ QLIB_ALIASES: dict[str, str] = {
     "guess_horizon": "qlib_prefect.data.helpers",
     # utils (qlib.utils, qlib.utils.time, qlib.log)
     "lazy_sort_index": "qlib_prefect.utils.helpers",
+    "SingleData": "qlib_prefect.utils.index_data",
+    "MultiData": "qlib_prefect.utils.index_data",
+    "IndexData": "qlib_prefect.utils.index_data",
+    "sum_by_index": "qlib_prefect.utils.index_data",
     "deepcopy_basic_type": "qlib_prefect.utils.helpers",
     "CN_TIME": "qlib_prefect.utils.sessions",
     "US_TIME": "qlib_prefect.utils.sessions",
