@@ -194,6 +194,7 @@ QLIB_ALIASES: dict[str, str] = {
     # backtest
     "TopkDropoutStrategy": "qlib_prefect.backtest.strategy",
     "WeightStrategyBase": "qlib_prefect.backtest.weight",
+    "FileOrderStrategy": "qlib_prefect.backtest.rule_strategy",
     "SoftTopkStrategy": "qlib_prefect.backtest.weight",
     "OrderGenerator": "qlib_prefect.backtest.weight",
     "OrderGenWInteract": "qlib_prefect.backtest.weight",
