@@ -24,18 +24,22 @@ def init(
     exp_manager: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    """qlib's ``qlib.init``, two explicit steps (whatever modules were imported before):
+    """qlib's ``qlib.init``, three explicit steps (whatever modules were imported before):
 
     1. :func:`qlib_prefect.config.runtime.configure`: ``C`` gets the provider URI, the region defaults
        (``cn``/``us``/``tw``: trade unit, limit threshold, deal price), ``exp_manager`` and any other qlib key;
        the data provider is rebuilt for the new URI on next use (``qlib_prefect.data.registry``);
-    2. :func:`qlib_prefect.workflow.rebuild_recorder`: ``R`` is rebuilt from ``C["exp_manager"]`` (an explicit
+    2. :func:`qlib_prefect.data.expression.operators.register_ops`: the expression operators are registered anew,
+       the built-ins plus ``custom_ops`` (qlib's ``register_all_ops``);
+    3. :func:`qlib_prefect.workflow.rebuild_recorder`: ``R`` is rebuilt from ``C["exp_manager"]`` (an explicit
        tracking URI is checked now; refused while an experiment is active, like qlib).
 
     Nothing heavy happens: no data is read and MLflow is not imported.
     """
     from qlib_prefect.config.runtime import configure
+    from qlib_prefect.data.expression.operators import register_ops
     from qlib_prefect.workflow import rebuild_recorder
 
     configure(provider_uri, region, exp_manager, **kwargs)
+    register_ops(C.get("custom_ops"))
     rebuild_recorder(C.get("exp_manager"))

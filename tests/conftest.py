@@ -32,3 +32,23 @@ import pytest  # noqa: E402
 def session_tmp() -> Path:
     """A per-session scratch folder (same root as PREFECT_HOME etc.)."""
     return _ROOT
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite DB (schema creation takes seconds; tests copy this file)."""
+    from mlflow.tracking import MlflowClient
+
+    from qlib_prefect.workflow._store import file_lock
+
+    # shared by pytest-xdist workers (their base temps have a common parent): migrate once per test session
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "qlib_prefect_template_db"
+    db = shared / "mlflow.db"
+    with file_lock(shared / "create.lock"):
+        if not db.exists():
+            tmp = shared / "building" / "mlflow.db"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()
+            os.replace(tmp, db)
+    return db

@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from qlib_prefect.data.base import Spans
 from qlib_prefect.data.expression.engine import compute_features
+from qlib_prefect.data.filter import apply_filter_pipe
 from qlib_prefect.data.registry import get_provider
 from qlib_prefect.errors import ConfigError, DataError
 
@@ -80,7 +80,7 @@ class DataAPI:
             kept = [(b, e) for b, e in kept if b <= e]
             if kept:
                 out[code] = kept
-        out = apply_filter_pipe(out, instruments.get("filter_pipe"))
+        out = apply_filter_pipe(out, instruments.get("filter_pipe"), provider=p, start_time=lo, end_time=hi)
         return sorted(out) if as_list else out
 
     def features(
@@ -108,22 +108,6 @@ class DataAPI:
         df = compute_features(self._provider(), spans, exprs, fields, start_time, end_time, freq=freq)
         df = df.swaplevel(0, 1).sort_index(level=[0, 1], sort_remaining=False)
         return df
-
-
-def apply_filter_pipe(spans: Spans, filter_pipe: list[dict] | None) -> Spans:
-    """Apply qlib's instrument ``filter_pipe`` (only ``NameDFilter`` is supported)."""
-    for i, flt in enumerate(filter_pipe or []):
-        spans = _apply_filter(flt, spans, f"filter_pipe[{i}]")
-    return spans
-
-
-def _apply_filter(flt: Mapping[str, Any], spans: Spans, where: str) -> Spans:
-    """qlib's ``NameDFilter`` (regex on the code); other filters are not supported."""
-    kind = flt.get("filter_type")
-    if kind == "NameDFilter":
-        rule = re.compile(str(flt.get("name_rule_re", ".*")))
-        return {c: s for c, s in spans.items() if rule.match(c)}
-    raise ConfigError(f"{where}: filter_type {kind!r} is not supported (only NameDFilter)")
 
 
 D = DataAPI()

@@ -293,12 +293,12 @@ class DataHandlerLP(DataHandler):
                 )
             if with_fit and hasattr(proc, "fit"):
                 proc.fit(df)
-            df = proc(df)
+            df = proc.transform(df) if isinstance(proc, Processor) else proc(df)  # transform: input untouched
         return df
 
     @staticmethod
     def _is_proc_readonly(procs: list) -> bool:
-        return all(getattr(p, "readonly", lambda: False)() for p in procs)
+        return all(isinstance(p, Processor) or getattr(p, "readonly", lambda: False)() for p in procs)
 
     def process_data(self, with_fit: bool = False) -> None:
         """Run the processors: ``shared`` then ``infer``; ``learn`` after ``infer`` (append) or ``shared``."""

@@ -50,14 +50,12 @@ def _parse_fields_info(fields_info: Any, where: str) -> tuple[list[str], list[st
         raise ConfigError(f"{where}: expected a list of expressions or (exprs, names), got {kind}")
     if len(fields_info) == 0:
         raise ConfigError(f"{where}: the size of fields must be greater than 0")
-    if isinstance(fields_info[0], str):
-        exprs = names = list(fields_info)
+    if not isinstance(fields_info[0], (list, tuple)):  # expression strings or qlib operator objects
+        exprs = names = [str(f) for f in fields_info]
     elif isinstance(fields_info[0], (list, tuple)):
         if len(fields_info) != 2:
             raise ConfigError(f"{where}: expected (exprs, names)")
-        exprs, names = list(fields_info[0]), list(fields_info[1])
-    else:
-        raise ConfigError(f"{where}: unsupported fields description {fields_info[0]!r}")
+        exprs, names = [str(f) for f in fields_info[0]], list(fields_info[1])
     if len(exprs) != len(names):
         raise ConfigError(f"{where}: {len(exprs)} expressions but {len(names)} names")
     return exprs, names
@@ -159,8 +157,12 @@ class QlibDataLoader(DLWParser):
         if instruments is None:
             warnings.warn("`instruments` is not set, will load all stocks", stacklevel=3)
             instruments = "all"
-        if isinstance(instruments, str) and self.filter_pipe:
-            instruments = {"market": instruments, "filter_pipe": list(self.filter_pipe)}
+        if isinstance(instruments, str) and self.filter_pipe:  # qlib's D.instruments(market, filter_pipe)
+            from qlib_prefect.data.filter import apply_filter_pipe
+
+            provider = get_provider()
+            instruments = dict(apply_filter_pipe(provider.instruments(instruments), list(self.filter_pipe),
+                                                 provider=provider))
         elif self.filter_pipe:
             warnings.warn("`filter_pipe` is not None, but it will not be used with `instruments` as list", stacklevel=3)
         freq = self.freq[gp_name] if isinstance(self.freq, dict) else self.freq
@@ -224,11 +226,10 @@ class StaticDataLoader(DataLoader):
         return {k: v for k, v in self.__dict__.items() if k != "_data"}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._data = None
+        self.__dict__.update(state)  # no ``_data``: qlib's unpickled loader has none either
 
     def _maybe_load_raw_data(self) -> pd.DataFrame:
-        if self._data is not None:
+        if getattr(self, "_data", None) is not None:
             return self._data
         cfg = self._config
         if isinstance(cfg, Mapping):

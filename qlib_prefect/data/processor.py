@@ -170,7 +170,7 @@ def _with_columns(df: pd.DataFrame, pos: np.ndarray, new: np.ndarray) -> pd.Data
     ncol = df.shape[1]
     if len(pos) == ncol and np.array_equal(pos, np.arange(ncol)):
         dtypes = df.dtypes.unique()
-        dt = dtypes[0] if len(dtypes) == 1 else np.float32
+        dt = dtypes[0] if len(dtypes) == 1 else np.result_type(*dtypes, np.float32)  # float64 stays float64
         return pd.DataFrame(np.asarray(new, dtype=dt), index=df.index, columns=df.columns, copy=False)
     if len(pos) > 8 and df.dtypes.nunique() == 1:
         arr = np.array(df.to_numpy(), order="K", copy=True)
@@ -368,22 +368,45 @@ def robust_zscore(x: pd.Series, zscore: bool = False) -> pd.Series:
 
 
 # --------------------------------------------------------------------------------------------- processors
+def _write_back(df: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    """Put ``out``'s columns into ``df`` itself (qlib's in-place contract) when the frames line up."""
+    if out is df or out.shape != df.shape or not (out.index.equals(df.index) and out.columns.equals(df.columns)):
+        return out
+    for i in range(df.shape[1]):
+        df.isetitem(i, out.iloc[:, i].to_numpy())
+    return df
+
+
 class Processor:
-    """Base class. ``fit`` learns parameters, ``__call__`` returns the processed frame."""
+    """Base class. ``fit`` learns parameters; ``transform`` returns the processed frame and never writes its
+    input (what handlers call, so they need no defensive copy); ``proc(df)`` is qlib's call: processors that
+    qlib runs in place (normalisers, ``Fillna``, ``TanhProcess``, ``CS*``) write the result into ``df`` and
+    return it, the others return a new frame, as in qlib. A processor written qlib's way (only
+    ``__call__``) works too: ``transform`` then runs it on a copy."""
+
+    #: qlib changes the input frame in place (its ``readonly()`` is False)
+    _in_place: bool = False
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
         """Learn parameters from ``df`` (the output of the previous processor under ``fit_seq``)."""
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The processed frame; ``df`` is left unchanged."""
+        if type(self).__call__ is Processor.__call__:
+            raise NotImplementedError(f"{type(self).__name__} defines neither transform nor __call__")
+        return self(df.copy())
+
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        out = self.transform(df)
+        return _write_back(df, out) if self._in_place else out
 
     def is_for_infer(self) -> bool:
         """Whether the processor can run on inference data (False for label-based row drops)."""
         return True
 
     def readonly(self) -> bool:
-        """qlib's flag; our processors never write their input, so handlers never copy."""
-        return True
+        """qlib's flag: whether ``proc(df)`` leaves ``df`` unchanged."""
+        return not self._in_place
 
     def config(self, **kwargs: Any) -> None:
         """Reset ``fit_start_time`` / ``fit_end_time`` (qlib's ``Processor.config``)."""
@@ -403,7 +426,7 @@ class DropnaProcessor(Processor):
     def __init__(self, fields_group: str | None = None) -> None:
         self.fields_group = fields_group
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
         bad = np.isnan(_values(df, pos)).any(axis=1)
         return df if not bad.any() else take_rows(df, np.flatnonzero(~bad))
@@ -432,7 +455,7 @@ class DropCol(Processor):
     def __init__(self, col_list: Sequence[str] = ()) -> None:
         self.col_list = list(col_list)
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         names = df.columns.get_level_values(-1) if isinstance(df.columns, pd.MultiIndex) else df.columns
         mask = names.isin(self.col_list)
         return df.loc[:, ~mask]
@@ -445,7 +468,7 @@ class FilterCol(Processor):
         self.fields_group = fields_group
         self.col_list = list(col_list)
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         cols = get_group_columns(df, self.fields_group)
         names = df.columns.get_level_values(-1)
         diff = np.setdiff1d(np.asarray(names, dtype=object), np.asarray(cols.get_level_values(-1), dtype=object))
@@ -456,7 +479,9 @@ class FilterCol(Processor):
 class TanhProcess(Processor):
     """``tanh(x - 1)`` on every column whose name does not contain ``LABEL``."""
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    _in_place = True
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         names = df.columns.get_level_values(-1).astype(str)
         pos = np.flatnonzero(~names.str.contains("LABEL"))
         if len(pos) == 0:
@@ -468,7 +493,7 @@ class TanhProcess(Processor):
 class ProcessInf(Processor):
     """Replace ±inf by the mean of the column's non-inf values on the same date (NaN if none)."""
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         hits = []
         for sl in _group_slices(df):  # check block by block: no consolidated copy when there is no inf
             part = df.iloc[:, sl].to_numpy()
@@ -499,11 +524,13 @@ class ProcessInf(Processor):
 class Fillna(Processor):
     """Fill NaN with ``fill_value`` in ``fields_group`` (all columns when None)."""
 
+    _in_place = True
+
     def __init__(self, fields_group: str | None = None, fill_value: float = 0) -> None:
         self.fields_group = fields_group
         self.fill_value = fill_value
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
         if not any(np.isnan(df.iloc[:, sl].to_numpy()).any() for sl in _slices_of(pos)):
             return df
@@ -555,6 +582,8 @@ class _FitWindow(Processor):
 class MinMaxNorm(_FitWindow):
     """``(x - min) / (max - min)`` with min/max fitted on ``[fit_start_time, fit_end_time]``."""
 
+    _in_place = True
+
     def fit(self, df: pd.DataFrame | None = None) -> None:
         _, x = self._fit_values(df)
         with np.errstate(all="ignore"):
@@ -568,7 +597,7 @@ class MinMaxNorm(_FitWindow):
         self.min_val[self.ignore] = 0
         self.max_val[self.ignore] = 1
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = self._apply_pos(df)
         x = _values(df, pos)
         with np.errstate(all="ignore"):
@@ -580,6 +609,8 @@ class ZScoreNorm(_FitWindow):
 
     Columns with std 0 pass through unchanged (mean := 0, std := 1).
     """
+
+    _in_place = True
 
     def fit(self, df: pd.DataFrame | None = None) -> None:
         _, x = self._fit_values(df)
@@ -593,7 +624,7 @@ class ZScoreNorm(_FitWindow):
         self.std_train[self.ignore] = 1
         self.mean_train[self.ignore] = 0
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = self._apply_pos(df)
         mean, std = self.mean_train, self.std_train
 
@@ -611,6 +642,8 @@ class ZScoreNorm(_FitWindow):
 
 class RobustZScoreNorm(_FitWindow):
     """``(x - median) / ((MAD + 1e-12) * 1.4826)`` fitted on the fit window, clipped to [-3, 3] by default."""
+
+    _in_place = True
 
     def __init__(
         self,
@@ -633,7 +666,7 @@ class RobustZScoreNorm(_FitWindow):
         self.std_train += EPS
         self.std_train *= 1.4826
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = self._apply_pos(df)
         x = _values(df, pos)
         with np.errstate(all="ignore"):
@@ -652,13 +685,15 @@ class CSZScoreNorm(Processor):
     also on (near-)constant cross-sections where they are rounding noise (0/0 -> NaN, tiny/0 -> ±inf).
     """
 
+    _in_place = True
+
     def __init__(self, fields_group: str | list[str] | None = None, method: str = "zscore") -> None:
         if method not in ("zscore", "robust"):
             raise ConfigError(f"CSZScoreNorm.method: {method!r} is not supported; use 'zscore' or 'robust'")
         self.fields_group = fields_group
         self.method = method
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
         x = _values(df, pos)
         g = _Groups(df)
@@ -685,10 +720,12 @@ class CSRankNorm(Processor):
     qlib leaves these columns float64; here they are stored as float32 like every other column.
     """
 
+    _in_place = True
+
     def __init__(self, fields_group: str | None = None) -> None:
         self.fields_group = fields_group
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
         x = _values(df, pos)
         g = _Groups(df)
@@ -702,10 +739,12 @@ class CSRankNorm(Processor):
 class CSZFillna(Processor):
     """Fill NaN with the cross-sectional (per-date) mean of the column."""
 
+    _in_place = True
+
     def __init__(self, fields_group: str | None = None) -> None:
         self.fields_group = fields_group
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         pos = _positions(df, self.fields_group)
         x = _values(df, pos)
         nan_cols = np.flatnonzero(np.isnan(x).any(axis=0))
@@ -722,7 +761,7 @@ class HashStockFormat(Processor):
     conversion is a no-op kept for config compatibility.
     """
 
-    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         return df
 
 
@@ -747,6 +786,9 @@ class TimeRangeFlt(Processor):
         if hi <= lo:
             raise DataError(f"TimeRangeFlt: no trading day in [{self.start_time}, {self.end_time}]")
         return (None if self.start_time is None else cal[lo], None if self.end_time is None else cal[hi - 1])
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        return self(df)  # a row filter: never writes its input
 
     def __call__(self, df: pd.DataFrame, instrument: str | None = None, *args: Any, **kwargs: Any) -> pd.DataFrame:
         start, end = self._aligned()

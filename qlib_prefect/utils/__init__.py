@@ -35,6 +35,8 @@ def get_callable_kwargs(config: Any, default_module: str | None = None, *, where
         if isinstance(cls_spec, type):
             return cls_spec, kwargs
         module_path = config.get("module_path", default_module)
+        if "module_path" not in config and isinstance(cls_spec, str) and "." in cls_spec:  # "qlib.x.y.Class"
+            module_path, _, cls_spec = cls_spec.rpartition(".")
         if isinstance(module_path, str) or module_path is None:
             return resolve_class(str(cls_spec), module_path, where=f"{where}.class"), kwargs
         return getattr(module_path, cls_spec), kwargs  # a module object

@@ -83,7 +83,7 @@ def test_zscore_norm_fit_window_ddof0_and_constant_columns() -> None:
     p.fit(df)
     fit_rows = df.loc[pd.Timestamp("2020-01-01") : pd.Timestamp("2020-01-03")].to_numpy()
     mean, std = np.nanmean(fit_rows, axis=0), np.nanstd(fit_rows, axis=0)  # ddof = 0
-    out = p(df)
+    out = p.transform(df)
     x = df.to_numpy()
     for j in (0, 1, 3):
         np.testing.assert_allclose(out.to_numpy()[:, j], (x[:, j] - mean[j]) / std[j], rtol=1e-5, equal_nan=True)
@@ -162,7 +162,7 @@ def test_cs_zscore_robust() -> None:
         mad = x.abs().median()
         return np.clip(x / mad / 1.4826, -3, 3)
 
-    out = P.CSZScoreNorm(fields_group="feature", method="robust")(df)
+    out = P.CSZScoreNorm(fields_group="feature", method="robust").transform(df)
     assert_frame_close(out[["feature"]], per_date(df[["feature"]], robust), rtol=1e-5)
     with pytest.raises(ConfigError, match="method"):
         P.CSZScoreNorm(method="bogus")
@@ -184,10 +184,10 @@ def test_cs_rank_norm_average_ties_pct_over_valid() -> None:
 
 def test_cs_zfillna_and_tanh_and_columns() -> None:
     df = make_frame()
-    out = P.CSZFillna(fields_group="feature")(df)
+    out = P.CSZFillna(fields_group="feature").transform(df)
     ref = per_date(df[["feature"]], lambda g: g.fillna(g.mean()))
     assert_frame_close(out[["feature"]], ref)
-    t = P.TanhProcess()(df)
+    t = P.TanhProcess().transform(df)
     np.testing.assert_allclose(t["feature"].to_numpy(), np.tanh(df["feature"].to_numpy() - 1), rtol=1e-6)
     np.testing.assert_array_equal(t["label"].to_numpy(), df["label"].to_numpy())
     dropped = P.DropCol(col_list=["B", "LABEL0"])(df)
@@ -200,11 +200,28 @@ def test_unsorted_index_and_input_untouched() -> None:
     df = make_frame()
     before = df.copy()
     shuffled = df.sample(frac=1.0, random_state=3)
-    out = P.CSZScoreNorm(fields_group="feature")(shuffled)
+    out = P.CSZScoreNorm(fields_group="feature").transform(shuffled)
     assert out.index.equals(shuffled.index)
-    assert_frame_close(out.sort_index(), P.CSZScoreNorm(fields_group="feature")(df))
+    assert_frame_close(out.sort_index(), P.CSZScoreNorm(fields_group="feature").transform(df))
     for p in (P.CSRankNorm(), P.CSZFillna(), P.Fillna(), P.ProcessInf(), P.TanhProcess()):
-        p(df)
+        p.transform(df)  # what handlers call: the input stays as it was
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_call_changes_the_input_in_place_like_qlib() -> None:
+    # qlib's processors write into the frame they get and return it (readonly() False); row/column
+    # filters return a new frame and leave the input alone (readonly() True)
+    for p in (P.CSRankNorm(), P.CSZFillna(), P.Fillna(), P.TanhProcess(), P.CSZScoreNorm()):
+        df = make_frame()
+        want = p.transform(df)
+        assert p(df) is df
+        assert not p.readonly()
+        assert_frame_close(df, want)
+    df = make_frame()
+    before = df.copy()
+    for p in (P.DropnaLabel(), P.DropCol(col_list=["B"]), P.FilterCol(fields_group="feature", col_list=["C"])):
+        assert p.readonly()
+        assert p(df) is not df
     pd.testing.assert_frame_equal(df, before)
 
 

@@ -109,8 +109,8 @@ def test_ledgers_reconcile_with_the_report(real_run, tmp_path) -> None:
 
 
 def test_mlflow3_model_dataset_name_description(real_run) -> None:
-    from qlib_prefect.data.registry import get_provider
     from qlib_prefect.data.dataset import DatasetH
+    from qlib_prefect.data.registry import get_provider
     from qlib_prefect.report.tracking import MODEL_ID_TAG
     from qlib_prefect.utils import init_instance_by_config
 

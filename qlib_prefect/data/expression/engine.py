@@ -441,6 +441,9 @@ def window_size(node: Expression) -> tuple[float, float]:
     if isinstance(node, Feature) or not isinstance(node, Op):
         return 0, 0
     name = node.name
+    spec = OPERATORS.get(name)
+    if spec is not None and spec.window is not None:  # a user operator (init(custom_ops=...))
+        return spec.window(node)
     if name in ("Mask", "ChangeInstrument"):
         return window_size(node.children()[0])
     if name in _ROLLING or name == "Ref":
@@ -487,11 +490,9 @@ def _resolve_instruments(provider: Any, instruments: Any) -> tuple[list[str], di
         spans = provider.instruments(instruments)
         return sorted(spans), dict(spans)
     if isinstance(instruments, Mapping):
-        if "market" in instruments and "filter_pipe" in instruments:
-            from qlib_prefect.data.api import apply_filter_pipe
-
-            spans = apply_filter_pipe(provider.instruments(str(instruments["market"])), instruments["filter_pipe"])
-            return sorted(spans), dict(spans)
+        if "market" in instruments and "filter_pipe" in instruments:  # filters evaluate expressions: callers first
+            raise DataError("an instruments config with a filter_pipe must be resolved to membership spans first "
+                            "(qlib_prefect.data.filter.apply_filter_pipe)")
         return sorted(str(k) for k in instruments), {str(k): v for k, v in instruments.items()}
     if isinstance(instruments, Sequence):
         return sorted({str(c) for c in instruments}), None

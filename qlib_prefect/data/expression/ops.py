@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from qlib_prefect.data.expression import kernels as K
-from qlib_prefect.data.expression.parser import Const, Expression
+from qlib_prefect.data.expression.nodes import Const, Expression
 from qlib_prefect.errors import ExpressionError
 
 __all__ = ["OPERATORS", "OpSpec", "Panel"]
@@ -42,6 +42,9 @@ class OpSpec:
     name: str
     kinds: str
     impl: Callable[..., Panel]
+    #: ``window(node) -> (left, right)`` extra dates the operator reads (qlib's ``get_extended_window_size``);
+    #: None: the engine's rule for built-ins
+    window: Callable[[Any], tuple[float, float]] | None = None
 
     def check(self, text: str, args: Sequence[Expression]) -> None:
         if len(args) != len(self.kinds):

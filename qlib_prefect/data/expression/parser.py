@@ -4,68 +4,23 @@ qlib rewrites the text with regular expressions and calls ``eval``; here the tex
 :mod:`ast` and only a small whitelist of node types is accepted, so user text never executes.
 
 Grammar (same as qlib): ``$field`` (a stored field), ``$$field`` (point-in-time field),
-numbers, quoted strings (instrument codes for ``Mask``/``ChangeInstrument``), the Python operators
-``+ - * / ** > >= < <= == != & |`` and unary minus, and ``Op(arg, ...)`` calls of registered
-operators (see :mod:`qlib_prefect.data.expression.ops`).
+``Feature('close')`` (qlib's class spelling of ``$close``), numbers, quoted strings (instrument
+codes for ``Mask``/``ChangeInstrument``), the Python operators ``+ - * / ** > >= < <= == != & |``
+and unary minus, and ``Op(arg, ...)`` calls of registered operators (see
+:mod:`qlib_prefect.data.expression.ops`; ``init(custom_ops=[...])`` adds user operator classes).
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
+from qlib_prefect.data.expression.nodes import Const, Expression, Feature, Op, Operand
+from qlib_prefect.data.expression.ops import OPERATORS
 from qlib_prefect.errors import ExpressionError
 
-__all__ = ["Const", "Expression", "Feature", "Op", "Operand", "parse"]
-
-
-class Expression:
-    """Base class of parsed expression nodes; ``str(node)`` is the canonical form (memo key)."""
-
-    __slots__ = ()
-
-    def children(self) -> tuple[Expression, ...]:
-        return ()
-
-
-@dataclass(frozen=True, eq=True)
-class Feature(Expression):
-    """A stored field: ``$close`` (``pit=True`` for ``$$field``)."""
-
-    name: str
-    pit: bool = False
-
-    def __str__(self) -> str:
-        return ("$$" if self.pit else "$") + self.name
-
-
-@dataclass(frozen=True, eq=True)
-class Const(Expression):
-    """A literal number or string argument."""
-
-    value: float | int | str
-
-    def __str__(self) -> str:
-        return repr(self.value)
-
-
-Operand = Expression | float | int | str
-
-
-@dataclass(frozen=True, eq=True)
-class Op(Expression):
-    """An operator call; ``args`` holds sub-expressions and literal parameters (as :class:`Const`)."""
-
-    name: str
-    args: tuple[Expression, ...]
-
-    def __str__(self) -> str:
-        return f"{self.name}({','.join(str(a) for a in self.args)})"
-
-    def children(self) -> tuple[Expression, ...]:
-        return tuple(a for a in self.args if not isinstance(a, Const))
+__all__ = ["Const", "Expression", "Feature", "Op", "Operand", "clear_parse_cache", "parse"]
 
 
 _BINOPS: dict[type, str] = {
@@ -94,6 +49,9 @@ _PY_CONST = {
 }
 _PIT_RE = re.compile(r"\$\$([A-Za-z_]\w*)")
 _FEAT_RE = re.compile(r"\$([A-Za-z_]\w*)")
+_NAME_RE = re.compile(r"[A-Za-z_]\w*")
+#: call spellings of a stored field (qlib evaluates them as classes)
+_FEATURE_CALLS = frozenset({"Feature", "PFeature"})
 _PIT_PREFIX = "__qp_pit__"
 _FEAT_PREFIX = "__qp_feat__"
 
@@ -107,8 +65,6 @@ class _Builder:
         self.text = text
 
     def build(self, node: ast.AST) -> Expression:
-        from qlib_prefect.data.expression.ops import OPERATORS
-
         if isinstance(node, ast.Name):
             if node.id.startswith(_PIT_PREFIX):
                 return Feature(node.id[len(_PIT_PREFIX) :].lower(), pit=True)
@@ -155,14 +111,22 @@ class _Builder:
                 raise _fail(self.text, "only Name(...) operator calls are allowed")
             if node.keywords:
                 raise _fail(self.text, f"{node.func.id}: keyword arguments are not supported")
+            if node.func.id in _FEATURE_CALLS:
+                return self._feature_call(node)
             if node.func.id not in OPERATORS:
                 raise _fail(self.text, f"unknown operator {node.func.id!r}; known: {', '.join(sorted(OPERATORS))}")
             return self._op(node.func.id, [self.build(a) for a in node.args])
         raise _fail(self.text, f"unsupported syntax {type(node).__name__}")
 
-    def _op(self, name: str, args: list[Expression]) -> Op:
-        from qlib_prefect.data.expression.ops import OPERATORS
+    def _feature_call(self, node: ast.Call) -> Feature:
+        """qlib's ``Feature('close')`` / ``PFeature('roe')`` spelling of ``$close`` / ``$$roe``."""
+        name = node.func.id  # type: ignore[attr-defined]
+        arg = node.args[0] if len(node.args) == 1 else None
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _NAME_RE.fullmatch(arg.value)):
+            raise _fail(self.text, f"{name} takes one quoted field name, e.g. {name}('close')")
+        return Feature(arg.value.lower(), pit=name == "PFeature")
 
+    def _op(self, name: str, args: list[Expression]) -> Op:
         spec = OPERATORS[name]
         spec.check(self.text, args)
         return Op(name, tuple(args))
@@ -182,6 +146,11 @@ def _parse_cached(text: str) -> Expression:
     if isinstance(node, Const):
         raise _fail(text, "an expression needs at least one $field")
     return node
+
+
+def clear_parse_cache() -> None:
+    """Forget parsed trees (called when the operator table changes: ``init(custom_ops=...)``)."""
+    _parse_cached.cache_clear()
 
 
 def parse(expr: str | Expression) -> Expression:

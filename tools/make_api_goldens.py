@@ -1,0 +1,248 @@
+"""Produce the qlib-API goldens in tests/golden/api/ with the REAL qlib (issue 17: filters, operator
+classes, custom operators, utilities).
+
+Run with the oracle venv (qlib 0.9.7), from the repository root::
+
+    MLFLOW_ALLOW_FILE_STORE=true MLFLOW_DISABLE_TELEMETRY=true \\
+        /work/qlib-venv/bin/python tools/make_api_goldens.py [--out tests/golden/api]
+
+Steps:
+1. cut 6 stocks + the ``SPX`` index (2016-01-04 .. 2016-12-30) from the bundled S&P sample CSVs (read
+   directly, not through the package) and write them with ``tools/qlib_data_writer.py`` into ``<out>/data``:
+   fields ``open high low close volume factor(=1) change``, markets ``all`` (everything) and ``sp500`` (stocks;
+   MSFT's membership has a gap, JPM joins in April, AMGN's data starts in February);
+2. ``qlib.init(provider_uri=<out>/data, region="us", custom_ops=[Diff, Distance])`` (the operator classes of
+   qlib's tests/test_register_ops.py) and compute: custom-operator features, the ``ChangeInstrument`` /
+   ``Feature('close')`` / beta expressions of tests/ops/test_special_ops.py (benchmark SPX, 20-day window),
+   the same through ``QlibDataLoader`` with operator objects, ``NameDFilter`` / ``ExpressionDFilter``
+   instrument lists, ``guess_horizon``;
+3. write ``<out>/custom_ops.parquet``, ``<out>/special_ops.parquet``, ``<out>/special_ops_loader.parquet``
+   and ``<out>/goldens.json`` (filters: ``{code: [[start, end], ...]}`` with ISO dates).
+
+4. SoftTopkStrategy (qlib's current class, ``tools/qlib_soft_topk_head.py``) backtests (``STRATEGY_CASES``:
+   default, ``max_sold_weight``, ``OrderGenWOInteract``) on a seeded random score (``<out>/pred.parquet``),
+   2016-03-01 .. 2016-11-30, benchmark SPX, account 1e6:
+   ``<out>/<case>.report.parquet`` (qlib's report_normal) and ``<out>/<case>.positions.parquet``; and
+   ``qlib.contrib.evaluate.backtest_daily`` with its default exchange (TopkDropout 3/1):
+   ``<out>/backtest_daily.report.parquet``.
+
+Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
+Deterministic; re-running rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qlib_data_writer import write_calendar, write_instruments, write_long_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "qlib_prefect" / "data" / "_bundled"
+CODES = ["AAPL", "AMZN", "JPM", "MSFT", "XOM", "AMGN"]
+START, END = "2016-01-04", "2016-12-30"
+FIELDS = ["open", "high", "low", "close", "volume", "factor", "change"]
+
+CUSTOM_FIELDS = ["Diff($close)", "Distance($close, Ref($close, 1))", "Diff(Mean($close, 5))", "Abs(Diff($open))"]
+FILTER_CASES = {
+    "name_am": [{"filter_type": "NameDFilter", "name_rule_re": "^[AM]", "filter_start_time": None,
+                 "filter_end_time": None}],
+    "name_window": [{"filter_type": "NameDFilter", "name_rule_re": "^A", "filter_start_time": "2016-03-01",
+                     "filter_end_time": "2016-05-31"}],
+    "expr_close": [{"filter_type": "ExpressionDFilter", "rule_expression": "$close>100", "filter_start_time": None,
+                    "filter_end_time": None, "keep": False}],
+    "expr_window": [{"filter_type": "ExpressionDFilter", "rule_expression": "$close/Ref($close,1)>1.01",
+                     "filter_start_time": "2016-02-01", "filter_end_time": "2016-02-29", "keep": False}],
+    "expr_keep": [{"filter_type": "ExpressionDFilter", "rule_expression": "$close>100",
+                   "filter_start_time": "2016-02-01", "filter_end_time": "2016-03-15", "keep": True}],
+    "pipe": [{"filter_type": "NameDFilter", "name_rule_re": "^[AJM]", "filter_start_time": None,
+              "filter_end_time": None},
+             {"filter_type": "ExpressionDFilter", "rule_expression": "$volume>2e7", "filter_start_time": None,
+              "filter_end_time": None, "keep": False}],
+}
+LIST_WINDOWS = {"all": (None, None), "clip": ("2016-02-15", "2016-10-31")}
+BT_START, BT_END = "2016-03-01", "2016-11-30"
+BT_EXCHANGE = {"freq": "day", "limit_threshold": None, "deal_price": "close", "open_cost": 0.0005,
+               "close_cost": 0.0015, "min_cost": 5}
+#: SoftTopkStrategy backtests: name -> strategy kwargs (besides the signal); order generators by class name
+STRATEGY_CASES = {
+    "soft_topk": {"topk": 3},
+    "soft_topk_limit": {"topk": 3, "max_sold_weight": 0.1},
+    "soft_topk_wo": {"topk": 2, "order_generator_cls_or_obj": "OrderGenWOInteract", "risk_degree": 0.9},
+}
+HORIZON_LABELS = [
+    "Ref($close, -2) / Ref($close, -1) - 1",
+    "Ref($close, -5) / Ref($close, -1) - 1",
+    "Ref($close, -1) / Ref($close, -1) - 1",
+    "Mean(Ref($close, -3), 5)",
+]
+
+
+def special_fields() -> list[str]:
+    ret = "Feature('close') / Ref(Feature('close'), 1) - 1"
+    market_ret = f"ChangeInstrument('SPX', {ret})"
+    market_var = f"ChangeInstrument('SPX', Var({market_ret}, 20))"
+    beta = f"Cov({ret}, {market_ret}, 20) / {market_var}"
+    return [
+        "ChangeInstrument('SPX', $close)",
+        "ChangeInstrument('SPX', Feature('close')/Ref(Feature('close'),1) -1)",
+        "($close/Ref($close,1) -1) - ChangeInstrument('SPX', $close/Ref($close,1) -1)",
+        "Feature('close')",
+        ret,
+        beta,
+        f"{ret} - {beta}*({market_ret})",
+    ]
+
+
+def write_data(out: Path) -> None:
+    df = pd.read_csv(BUNDLED / "all_stocks_5yr.csv.gz", parse_dates=["date"])
+    df = df[df["Name"].isin(CODES) & (df["date"] >= START) & (df["date"] <= END)]
+    stocks = pd.DataFrame({"code": df["Name"].astype(str), "date": df["date"],
+                           **{f: df[f].astype("float64") for f in FIELDS[:5]}})
+    ix = pd.read_csv(BUNDLED / "sp500_index.csv.gz")
+    ix["Date"] = pd.to_datetime(ix["Date"], format="%m/%d/%Y")
+    ix = ix[(ix["Date"] >= START) & (ix["Date"] <= END)]
+    index = pd.DataFrame({"code": "SPX", "date": ix["Date"], "open": ix["Open"], "high": ix["High"],
+                          "low": ix["Low"], "close": ix["Close"], "volume": ix["Volume"].astype("float64")})
+    cal = pd.DatetimeIndex(sorted(set(stocks["date"])))
+    index = index[index["date"].isin(cal)]
+    long = pd.concat([stocks, index], ignore_index=True)
+    long["factor"] = 1.0
+    long = long.sort_values(["code", "date"])
+    long["change"] = long.groupby("code")["close"].pct_change()  # qlib's $change: close / previous close - 1
+    long = long[(long["date"] >= "2016-01-04") & ~((long["code"] == "AMGN") & (long["date"] < "2016-02-01"))]
+    write_calendar(out, cal)
+    spans = write_long_frame(out, long, cal, FIELDS)
+    write_instruments(out, "all", spans)
+    member = []
+    for code, a, b in spans:
+        if code == "SPX":
+            continue
+        if code == "MSFT":
+            member += [(code, a, pd.Timestamp("2016-04-29")), (code, pd.Timestamp("2016-06-01"), b)]
+        elif code == "JPM":
+            member.append((code, pd.Timestamp("2016-04-01"), b))
+        else:
+            member.append((code, a, b))
+    write_instruments(out, "sp500", member)
+
+
+class _Ops:
+    """qlib's tests/test_register_ops.py operators (defined once qlib is importable)."""
+
+    @staticmethod
+    def make() -> list[type]:
+        from qlib.data.ops import ElemOperator, PairOperator
+
+        class Diff(ElemOperator):
+            def _load_internal(self, instrument, start_index, end_index, freq):
+                series = self.feature.load(instrument, start_index, end_index, freq)
+                return series.diff()
+
+            def get_extended_window_size(self):
+                lft_etd, rght_etd = self.feature.get_extended_window_size()
+                return lft_etd + 1, rght_etd
+
+        class Distance(PairOperator):
+            def _load_internal(self, instrument, start_index, end_index, freq):
+                series_left = self.feature_left.load(instrument, start_index, end_index, freq)
+                series_right = self.feature_right.load(instrument, start_index, end_index, freq)
+                return np.abs(series_left - series_right)
+
+        return [Diff, Distance]
+
+
+def make_pred(data: Path) -> pd.DataFrame:
+    """Deterministic scores for the stocks on every date of the data calendar (seed 20260917)."""
+    cal = pd.to_datetime(pd.Series((data / "calendars" / "day.txt").read_text().split()))
+    codes = sorted(c for c in CODES)
+    idx = pd.MultiIndex.from_product([cal, codes], names=["datetime", "instrument"])
+    rng = np.random.default_rng(20260917)
+    return pd.DataFrame({"score": rng.standard_normal(len(idx))}, index=idx)
+
+
+def _spans_json(spans: dict) -> dict:
+    return {k: [[pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()] for a, b in v] for k, v in spans.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "tests" / "golden" / "api"))
+    out = Path(ap.parse_args().out)
+    write_data(out / "data")
+
+    import qlib
+    from qlib.data import D
+    from qlib.data.dataset.loader import QlibDataLoader
+    from qlib.data.ops import ChangeInstrument, Cov, Feature, Ref, Var
+    from qlib.utils.data import guess_horizon
+
+    qlib.init(provider_uri=str(out / "data"), region="us", custom_ops=_Ops.make(), kernels=1)
+    golden: dict = {"custom_fields": CUSTOM_FIELDS, "special_fields": special_fields(), "filters": {},
+                    "horizon": {}}
+    df = D.features(["AAPL", "MSFT", "JPM"], CUSTOM_FIELDS, start_time="2016-03-01", end_time="2016-06-30")
+    df.to_parquet(out / "custom_ops.parquet")
+    df = D.features(["AAPL", "XOM"], special_fields(), start_time="2016-02-01", end_time="2016-12-30")
+    df.to_parquet(out / "special_ops.parquet")
+
+    ret = Feature("close") / Ref(Feature("close"), 1) - 1
+    market_ret = ChangeInstrument("SPX", Feature("close") / Ref(Feature("close"), 1) - 1)
+    market_var = ChangeInstrument("SPX", Var(market_ret, 20))
+    beta = Cov(ret, market_ret, 20) / market_var
+    fields = [Feature("close"), ChangeInstrument("SPX", Feature("close")), ret, market_ret, beta,
+              ret - beta * market_ret]
+    names = ["close", "marketClose", "ret", "marketRet", "beta_20", "excess_return"]
+    golden["loader_exprs"] = [str(f) for f in fields]
+    golden["loader_names"] = names
+    dl = QlibDataLoader(config={"feature": (fields, names)})
+    dl.load(instruments=["AAPL"], start_time="2016-02-01", end_time="2016-12-30").to_parquet(
+        out / "special_ops_loader.parquet")
+
+    for case, pipe in FILTER_CASES.items():
+        for wname, (s, e) in LIST_WINDOWS.items():
+            got = D.list_instruments(D.instruments("sp500", filter_pipe=pipe), start_time=s, end_time=e)
+            golden["filters"][f"{case}.{wname}"] = _spans_json(got)
+    golden["filter_cases"] = FILTER_CASES
+    golden["list_windows"] = LIST_WINDOWS
+    for label in HORIZON_LABELS:
+        golden["horizon"][label] = int(guess_horizon([label]))
+    pred = make_pred(out / "data")
+    pred.to_parquet(out / "pred.parquet")
+    from qlib.backtest import backtest
+    from qlib.contrib.strategy.order_generator import OrderGenWInteract, OrderGenWOInteract
+    from qlib_soft_topk_head import SoftTopkStrategy  # 0.9.7's class cannot be constructed (see that file)
+
+    gens = {"OrderGenWInteract": OrderGenWInteract, "OrderGenWOInteract": OrderGenWOInteract}
+    for name, kw in STRATEGY_CASES.items():
+        kw = dict(kw)
+        if "order_generator_cls_or_obj" in kw:
+            kw["order_generator_cls_or_obj"] = gens[kw["order_generator_cls_or_obj"]]
+        strategy = SoftTopkStrategy(signal=pred["score"], **kw)
+        executor = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                    "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}}
+        pm, _ = backtest(start_time=BT_START, end_time=BT_END, strategy=strategy, executor=executor,
+                         benchmark="SPX", account=1e6, exchange_kwargs=BT_EXCHANGE)
+        report, positions = pm["1day"]
+        report.to_parquet(out / f"{name}.report.parquet")
+        rows = [(d, c, float(v["amount"])) for d, p in positions.items() for c, v in p.position.items()
+                if isinstance(v, dict)]
+        pd.DataFrame(rows, columns=["datetime", "instrument", "amount"]).to_parquet(out / f"{name}.positions.parquet")
+    from qlib.contrib.evaluate import backtest_daily
+
+    strategy = {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                "kwargs": {"signal": pred["score"], "topk": 3, "n_drop": 1}}
+    report, _ = backtest_daily(BT_START, BT_END, strategy, account=1e6, benchmark="SPX")
+    report.to_parquet(out / "backtest_daily.report.parquet")
+    golden["strategy"] = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "cases": STRATEGY_CASES}
+    (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
