@@ -17,7 +17,7 @@ from qlib_prefect.data.base import MemoryProvider
 from qlib_prefect.data.expression import Evaluator, compute_features, parse
 from qlib_prefect.data.expression.engine import window_size
 from qlib_prefect.data.provider import LocalProvider
-from qlib_prefect.errors import ExpressionError
+from qlib_prefect.errors import DataError, ExpressionError
 
 GOLD = Path(__file__).resolve().parents[1] / "golden" / "expressions"
 META = json.loads((GOLD / "meta.json").read_text())
@@ -176,11 +176,18 @@ def test_parity_with_real_qlib(name: str) -> None:
 
 
 def test_compute_features_market_config_uses_the_given_provider() -> None:
+    """A qlib instruments config with a filter_pipe is resolved (filters evaluate expressions on the given
+    provider) before the engine computes; the engine refuses an unresolved one instead of misreading it."""
+    from qlib_prefect.data.filter import apply_filter_pipe
+
     p = LocalProvider(GOLD / "data")
     cfg = {"market": "all", "filter_pipe": [{"filter_type": "NameDFilter", "name_rule_re": "^[AG]"}]}
-    df = compute_features(p, cfg, ["$close"])
+    df = compute_features(p, apply_filter_pipe(p.instruments(cfg["market"]), cfg["filter_pipe"], provider=p),
+                          ["$close"])
     assert sorted(set(df.index.get_level_values("instrument"))) == ["AAA", "GGG"]
     assert len(df) == 180 + 12
+    with pytest.raises(DataError, match="filter_pipe must be resolved"):
+        compute_features(p, cfg, ["$close"])
 
 
 @pytest.mark.parametrize("name", sorted(META["files"]))
