@@ -37,21 +37,21 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from qlib_prefect.orchestration._settings import (
-        apply_env_defaults,
-        print_early_server,
-        start_api_server_early,
-    )
+    from qlib_prefect.orchestration._settings import apply_env_defaults
+    from qlib_prefect.tweaks.prefect_server import print_server_line, start_api_server
 
     apply_env_defaults()
-    if start_api_server_early():  # boots while the libraries import and the data loads
-        print_early_server()
+    if start_api_server():  # boots while the libraries import and the data loads
+        print_server_line()
     from qlib_prefect.cli.run import run_and_report
+    from qlib_prefect.config.settings import get_settings
     from qlib_prefect.data.sample import sample_data_dir
 
     config = Path(args.config) if args.config else example_config()
-    if not os.environ.get("QLIB_PREFECT_SAMPLE_DIR"):
+    sample = get_settings().sample_dir
+    if sample is None:
         print("materialising the bundled S&P 500 sample (first time only) ...", flush=True)
-        os.environ["QLIB_PREFECT_SAMPLE_DIR"] = str(sample_data_dir())
-    print(f"running {config} on {os.environ['QLIB_PREFECT_SAMPLE_DIR']}", flush=True)
+        sample = sample_data_dir()
+        os.environ["QLIB_PREFECT_SAMPLE_DIR"] = str(sample)  # the configs' Jinja variable
+    print(f"running {config} on {sample}", flush=True)
     return run_and_report(str(config), experiment_name=None, refresh=args.refresh, json_out=None)

@@ -80,7 +80,9 @@ def cache_enabled(flag: bool | None = None) -> bool:
     """``flag`` if given, else on unless ``QLIB_PREFECT_HANDLER_CACHE`` is 0/false/off/no."""
     if flag is not None:
         return bool(flag)
-    return os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "off", "no", "")
+    from qlib_prefect.config.settings import get_settings
+
+    return get_settings().handler_cache
 
 
 def handler_cache_dir() -> Path:

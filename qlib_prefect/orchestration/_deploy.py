@@ -177,7 +177,9 @@ def jsonable_config(obj: Any) -> Any:
 
 
 def _deployment_name(deployment: str | None) -> str:
-    return deployment or os.environ.get(WINDOW_DEPLOYMENT_ENV) or "qlib-workflow/qlib-workflow"
+    from qlib_prefect.config.settings import get_settings
+
+    return deployment or get_settings().window_deployment or "qlib-workflow/qlib-workflow"
 
 
 def _find_mlflow_run(flow_run_id: str, tracking_uri: str | None) -> Any:

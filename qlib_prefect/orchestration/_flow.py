@@ -23,12 +23,14 @@ from prefect.utilities.annotations import quote
 
 from qlib_prefect.config.hashing import canonical_json
 from qlib_prefect.config.runtime import register_init_hook
+from qlib_prefect.config.settings import get_settings
 from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
+from qlib_prefect.tweaks.prefect_server import expect_task_runs
 
 __all__ = ["SAMPLE_DIR_ENV", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
 
@@ -58,7 +60,7 @@ def current_recorder(run_id: str | None = None, uri: str | None = None) -> Any:
     from qlib_prefect.workflow._store import get_client, resolve_uri, retry_locked
     from qlib_prefect.workflow.recorder import MLflowRecorder
 
-    uri = resolve_uri(uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    uri = resolve_uri(uri or get_settings().mlflow_tracking_uri)
     run = retry_locked(lambda: get_client(uri).get_run(run_id))
     return MLflowRecorder(run.info.experiment_id, uri, mlflow_run=run)
 
@@ -73,7 +75,7 @@ def _needs_sample(path: Path) -> bool:
 
 def ensure_sample_env(config: Any) -> None:
     """Set ``$QLIB_PREFECT_SAMPLE_DIR`` to the bundled sample (materialised once) when a config file uses it."""
-    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
+    if get_settings().sample_dir is not None or not isinstance(config, (str, Path)):
         return
     if _needs_sample(Path(config).expanduser()):
         from qlib_prefect.data.sample import sample_data_dir
@@ -277,6 +279,7 @@ def _workflow(
             first.result(raise_on_failure=True)  # re-raises the stage's own exception
             raise RecorderError(f"stages did not complete: {', '.join(failed)}")
         latest = _publish_task(refs, recorder.id, recorder.uri)
+        expect_task_runs(flow_run_id, len(plan) + 1)  # the stages and publish: recorded before the server stops
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         recorder.save_objects(config=cfg.raw)
