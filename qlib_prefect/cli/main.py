@@ -52,9 +52,10 @@ def entry() -> None:
     SIGTERM is turned into an interrupt (Prefect's own handler takes over while a flow runs), so Ctrl-C and
     SIGTERM both end the command promptly with the runs marked failed/crashed (rc 130 / 143).
     """
-    from qlib_prefect.tweaks.interpreter import exit_process
+    from qlib_prefect.tweaks.interpreter import arm_abort_exit, exit_process
 
     signal.signal(signal.SIGTERM, _terminate)
+    arm_abort_exit()
     try:
         rc = main()
     except KeyboardInterrupt as e:

@@ -36,8 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
 from qlib_prefect.config.hashing import canonical_hash, canonical_json, describe
+
+# one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
+from qlib_prefect.utils import tempdirs
 
 __all__ = [
     "ENV_DISABLE",
@@ -239,6 +241,7 @@ def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
     written: dict[str, pd.DataFrame] = {}
     try:
         tmp.mkdir(parents=True)
+        tempdirs.register(tmp)
         frames: dict[str, dict] = {}
         seen: dict[int, str] = {}
         for dk, attr in handler.ATTR_MAP.items():
@@ -270,6 +273,7 @@ def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
         logger.info("handler cache: entry %s not stored (%s)", key[:12], e)
         return False
     finally:
+        tempdirs.release(tmp)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 

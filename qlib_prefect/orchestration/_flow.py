@@ -27,7 +27,7 @@ from qlib_prefect.config.settings import get_settings
 from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
-from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
+from qlib_prefect.orchestration._settings import abort_after_interrupt, apply_env_defaults, lean_prefect_settings
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
 from qlib_prefect.tweaks.prefect_server import expect_task_runs
@@ -241,6 +241,7 @@ def _workflow(
     recorder = exp.active_recorder
     token = _CURRENT.set(recorder)
     states: dict[str, str] = {}
+    flow_run_id = ""
     try:
         try:
             flow_run_id = str(get_run_context().flow_run.id)
@@ -284,7 +285,8 @@ def _workflow(
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         recorder.save_objects(config=cfg.raw)
         _prefect_artifact(summary)
-    except BaseException:
+    except BaseException as e:
+        abort_after_interrupt(e, flow_run_id)  # CLI: do not wait minutes for stage threads after Ctrl-C
         _CURRENT.reset(token)
         _join_prewarm()
         clear_memo()

@@ -6,6 +6,7 @@ The temporary API server the CLI starts early is a platform tweak: :mod:`qlib_pr
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ from qlib_prefect.config.settings import get_settings
 from qlib_prefect.errors import ConfigError
 from qlib_prefect.tweaks.prefect_server import wait_api_server
 
-__all__ = ["EPHEMERAL_ENV_DEFAULTS", "apply_env_defaults", "lean_prefect_settings"]
+__all__ = ["EPHEMERAL_ENV_DEFAULTS", "abort_after_interrupt", "apply_env_defaults", "lean_prefect_settings"]
 
 #: environment defaults for the ephemeral API server (it is started lazily, inheriting the environment);
 #: these services write events to SQLite and race the API (SQLITE_BUSY -> 503 -> client retries). The task-run
@@ -58,7 +59,8 @@ def lean_prefect_settings() -> Iterator[None]:
     )
 
     timeout = get_settings().prefect_startup_timeout
-    updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: timeout}
+    updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: max(1, math.ceil(timeout))}  # whole seconds
     try:
         with temporary_settings(updates=updates):
             yield
@@ -70,3 +72,25 @@ def lean_prefect_settings() -> Iterator[None]:
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start `prefect server start` once and set "
             "PREFECT_API_URL=http://127.0.0.1:4200/api"
         ) from e
+
+
+def abort_after_interrupt(exc: BaseException, flow_run_id: str) -> None:
+    """Ctrl-C/SIGTERM inside a flow run (CLI only, see :func:`~qlib_prefect.tweaks.interpreter.abort_soon`): if the
+    command has not ended a few seconds later (Prefect waits for the running stage threads), mark the flow run
+    Crashed, delete this process' unfinished temporary folders and exit (rc 130 for Ctrl-C, 143 otherwise)."""
+    if isinstance(exc, Exception):
+        return
+    from qlib_prefect.tweaks.interpreter import abort_soon
+
+    rc = 130 if type(exc) is KeyboardInterrupt else 143
+
+    def before_exit() -> None:
+        from qlib_prefect.utils.tempdirs import remove_unfinished
+
+        remove_unfinished()
+        if flow_run_id:
+            from qlib_prefect.tweaks.prefect_server import crash_flow_run
+
+            crash_flow_run(flow_run_id, f"interrupted ({type(exc).__name__})")
+
+    abort_soon(rc, before_exit)

@@ -18,11 +18,13 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import NoReturn
 
 from qlib_prefect.config.settings import get_settings
 
-__all__ = ["PRIVATE_FUNCTIONS", "available", "exit_process"]
+__all__ = ["ABORT_GRACE", "PRIVATE_FUNCTIONS", "abort_soon", "arm_abort_exit", "available", "exit_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +54,36 @@ def exit_process(rc: int, *, interrupted: bool = False) -> NoReturn:
         except (OSError, ValueError):
             pass
     os._exit(rc)
+
+
+#: seconds an interrupted command may take to unwind before :func:`abort_soon` ends it
+ABORT_GRACE = 5.0
+_ABORT: dict[str, bool] = {"armed": False, "started": False}
+
+
+def arm_abort_exit() -> None:
+    """Let :func:`abort_soon` end this process (the CLI calls it; library users keep Python's behaviour)."""
+    _ABORT["armed"] = True
+
+
+def abort_soon(rc: int, before_exit: Callable[[], None] | None = None, *, grace: float = ABORT_GRACE) -> bool:
+    """After an interrupt: if this process is still running ``grace`` seconds later (Prefect's task runner waits
+    for the stage threads, which cannot be stopped), call ``before_exit`` and :func:`exit_process` ``(rc,
+    interrupted=True)`` from a watchdog thread. Only when armed (:func:`arm_abort_exit`); returns whether it was
+    started."""
+    if not _ABORT["armed"] or _ABORT["started"]:
+        return False
+    _ABORT["started"] = True
+
+    def _watch() -> None:
+        time.sleep(grace)
+        if before_exit is not None:
+            try:
+                before_exit()
+            except Exception as e:  # exit anyway
+                logger.debug("abort clean-up failed: %s", e)
+        print("interrupted: not waiting for the running stages", file=sys.stderr, flush=True)
+        exit_process(rc, interrupted=True)
+
+    threading.Thread(target=_watch, name="qlib-prefect-abort", daemon=True).start()
+    return True

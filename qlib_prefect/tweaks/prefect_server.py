@@ -51,6 +51,7 @@ __all__ = [
     "PRIVATE_FLAGS",
     "UI_URL",
     "api_configured_in_files",
+    "crash_flow_run",
     "expect_task_runs",
     "print_server_line",
     "server_url",
@@ -263,3 +264,16 @@ def stop_api_server() -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def crash_flow_run(flow_run_id: str, message: str) -> None:
+    """Set a flow run Crashed through the REST API (``POST /flow_runs/{id}/set_state``, forced) of
+    ``PREFECT_API_URL``: used by an interrupted command that exits without waiting for Prefect's engine."""
+    url = get_settings().prefect_api_url
+    if not url:
+        return
+    body = {"state": {"type": "CRASHED", "name": "Crashed", "message": message}, "force": True}
+    req = urllib.request.Request(f"{url.rstrip('/')}/flow_runs/{flow_run_id}/set_state", method="POST",
+                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()

@@ -226,3 +226,19 @@ def test_tweaks_package_imports_nothing_heavy() -> None:
     out = _py(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] False"
+
+
+def test_abort_soon_ends_an_interrupted_process_only_when_armed() -> None:
+    code = """
+        import atexit, sys, threading, time
+        from qlib_prefect.tweaks import interpreter
+        atexit.register(lambda: print("atexit ran", flush=True))
+        threading.Thread(target=time.sleep, args=(60,)).start()  # a stage thread that cannot be stopped
+        print(interpreter.abort_soon(130, grace=0.1), flush=True)  # not armed: library users keep Python's exit
+        interpreter.arm_abort_exit()
+        print(interpreter.abort_soon(130, lambda: print("clean-up", flush=True), grace=0.2), flush=True)
+        time.sleep(60)
+    """
+    out = _py(code)
+    assert out.returncode == 130, out.stderr
+    assert out.stdout.splitlines() == ["False", "True", "clean-up", "atexit ran"]
