@@ -78,7 +78,7 @@ def abort_after_interrupt(exc: BaseException, flow_run_id: str) -> None:
     """Ctrl-C/SIGTERM inside a flow run (CLI only, see :func:`~qlib_prefect.tweaks.interpreter.abort_soon`): if the
     command has not ended a few seconds later (Prefect waits for the running stage threads), mark the flow run
     Crashed, delete this process' unfinished temporary folders and exit (rc 130 for Ctrl-C, 143 otherwise)."""
-    if isinstance(exc, Exception):
+    if isinstance(exc, (Exception, GeneratorExit)):
         return
     from qlib_prefect.tweaks.interpreter import abort_soon
 
