@@ -8,7 +8,6 @@ key metrics and the ``mlflow ui`` command. A second ``demo`` is served from the 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +37,19 @@ def register(subparsers: Any) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qlib_prefect.cli.preflight import route_progress_logs, validate_config
-    from qlib_prefect.data.sample import SAMPLE_DIR_ENV
 
     config = Path(args.config) if args.config else example_config()
     validate_config(config)  # fails before any server starts; materialises the sample when the config uses it
     route_progress_logs()  # before Prefect is imported
-    from qlib_prefect.orchestration._settings import (
-        apply_env_defaults,
-        print_early_server,
-        start_api_server_early,
-    )
+    from qlib_prefect.orchestration import apply_env_defaults
+    from qlib_prefect.tweaks.prefect_server import print_server_line, start_api_server
 
     apply_env_defaults()
-    if start_api_server_early():  # boots while the libraries import and the data loads
-        print_early_server()
+    if start_api_server():  # boots while the libraries import and the data loads
+        print_server_line()
     from qlib_prefect.cli.run import run_and_report
+    from qlib_prefect.config.settings import get_settings
 
-    data = os.environ.get(SAMPLE_DIR_ENV)
+    data = get_settings().sample_dir
     print(f"running {config}" + (f" on {data}" if data else ""), flush=True)
     return run_and_report(str(config), experiment_name=None, refresh=args.refresh, json_out=None)

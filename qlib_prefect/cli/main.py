@@ -7,17 +7,12 @@ modules are imported lazily so ``qlib-prefect --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import atexit
 import importlib
-import os
+import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 __all__ = ["entry", "main"]
-
-#: set to ``0`` to let the interpreter finalise normally at the end of a command
-FAST_EXIT_ENV = "QLIB_PREFECT_FAST_EXIT"
 
 #: sub-command modules (``qlib_prefect.cli.<name>``), each with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = ("data", "dataset", "demo", "run", "rolling", "task_pool", "serve", "report")
@@ -72,23 +67,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """Console-script entry: :func:`main`, then a quick exit.
+    """Console-script entry: :func:`main`, then a quick exit (:mod:`qlib_prefect.tweaks.interpreter`).
 
-    Non-daemon threads are joined and the ``atexit`` handlers run (Prefect flushes its logs and events, the
-    temporary API server stops) exactly as at a normal exit; only the interpreter's final teardown of every
-    loaded module (about 1 s with Prefect, MLflow and pandas loaded) is skipped.
+    SIGTERM is turned into an interrupt (Prefect's own handler takes over while a flow runs), so Ctrl-C and
+    SIGTERM both end the command promptly with the runs marked failed/crashed (rc 130 / 143).
     """
-    rc = main()
-    if os.environ.get(FAST_EXIT_ENV, "1").strip().lower() in ("0", "false", "no"):
-        sys.exit(rc)
-    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter does first at exit
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(rc)
+    from qlib_prefect.tweaks.interpreter import arm_abort_exit, exit_process
+
+    signal.signal(signal.SIGTERM, _terminate)
+    arm_abort_exit()
+    try:
+        rc = main()
+    except KeyboardInterrupt as e:
+        print("interrupted", file=sys.stderr)
+        rc = 143 if isinstance(e, Terminated) else 130
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # a signal turned into an exception by a library (Prefect's TerminationSignal)
+        print(f"terminated ({type(e).__name__})", file=sys.stderr)
+        rc = 143
+    exit_process(rc, interrupted=rc in (130, 143))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` in the main thread."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(f"signal {signum}")
 
 
 if __name__ == "__main__":  # pragma: no cover

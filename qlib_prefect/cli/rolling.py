@@ -86,16 +86,13 @@ def _cmd_rolling(args: argparse.Namespace) -> int:
 
     validate_config(args.config)  # a typo or a missing file fails here, before any server or heavy import
     route_progress_logs()  # before Prefect is imported
-    from qlib_prefect.orchestration._settings import (
-        apply_env_defaults,
-        print_early_server,
-        start_api_server_early,
-    )
+    from qlib_prefect.orchestration import apply_env_defaults
+    from qlib_prefect.tweaks.prefect_server import print_server_line, start_api_server
 
     apply_env_defaults()  # before prefect is imported / the ephemeral server starts
     if not (args.plan or args.on_workers):
-        if start_api_server_early():  # boots while the libraries import and the data loads
-            print_early_server()
+        if start_api_server():  # boots while the libraries import and the data loads
+            print_server_line()
     from qlib_prefect.orchestration import plan_multi_horizon, plan_rolling, run_multi_horizon, run_rolling
 
     common = {"rtype": args.rtype, "trunc_days": args.trunc_days, "refit_processors": args.refit}

@@ -64,18 +64,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     validate_config(args.config)  # a typo or a missing file fails here, before any server or heavy import
     route_progress_logs()  # before Prefect is imported
-    from qlib_prefect.orchestration._settings import (
-        apply_env_defaults,
-        print_early_server,
-        start_api_server_early,
-    )
+    from qlib_prefect.orchestration import apply_env_defaults
+    from qlib_prefect.tweaks.prefect_server import print_server_line, start_api_server
 
     apply_env_defaults()  # before prefect is imported / the ephemeral server starts
     if args.plan:
         print_plan(args.config)
         return 0
-    if start_api_server_early():  # boots while the libraries import and the data loads
-        print_early_server()
+    if start_api_server():  # boots while the libraries import and the data loads
+        print_server_line()
     try:
         return run_and_report(args.config, experiment_name=args.experiment_name, refresh=args.refresh,
                               json_out=args.json_out)

@@ -15,7 +15,6 @@ deployments for a process work pool are in ``deployments/prefect.yaml`` (``prefe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ def _abs_if_file(path: str | None) -> str | None:
 
 def serve_from_args(args: argparse.Namespace) -> int:
     """Build the deployments from ``args`` and serve them until interrupted."""
+    from qlib_prefect.config.settings import get_settings
     from qlib_prefect.orchestration import build_deployments, serve_deployments
 
     config = _abs_if_file(args.config)
@@ -70,16 +70,17 @@ def serve_from_args(args: argparse.Namespace) -> int:
         cron=None if args.no_schedule else args.cron, timezone=args.timezone, names=args.only,
     )
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
-    print(f"serving {names} against {os.environ.get('PREFECT_API_URL')}", flush=True)
+    print(f"serving {names} against {get_settings().prefect_api_url}", flush=True)
     serve_deployments(deployments, limit=args.limit)
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from qlib_prefect.cli.preflight import route_progress_logs
+    from qlib_prefect.config.settings import get_settings
 
     route_progress_logs()  # the served runs' training progress into their task logs
-    if not os.environ.get("PREFECT_API_URL"):
+    if not get_settings().prefect_api_url:
         print("warning: PREFECT_API_URL is not set: the deployments go to a temporary API server that "
               "`prefect deployment run` cannot reach; start `prefect server start` and export "
               "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)

@@ -36,8 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
 from qlib_prefect.config.hashing import canonical_hash, canonical_json, describe
+
+# one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
+from qlib_prefect.utils import tempdirs
 
 __all__ = [
     "ENV_DISABLE",
@@ -84,7 +86,9 @@ def cache_enabled(flag: bool | None = None) -> bool:
     """``flag`` if given, else on unless ``QLIB_PREFECT_HANDLER_CACHE`` is 0/false/off/no."""
     if flag is not None:
         return bool(flag)
-    return os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "off", "no", "")
+    from qlib_prefect.config.settings import get_settings
+
+    return get_settings().handler_cache
 
 
 def handler_cache_dir() -> Path:
@@ -241,6 +245,7 @@ def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
     written: dict[str, pd.DataFrame] = {}
     try:
         tmp.mkdir(parents=True)
+        tempdirs.register(tmp)
         frames: dict[str, dict] = {}
         seen: dict[int, str] = {}
         for dk, attr in handler.ATTR_MAP.items():
@@ -272,6 +277,7 @@ def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
         logger.info("handler cache: entry %s not stored (%s)", key[:12], e)
         return False
     finally:
+        tempdirs.release(tmp)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 

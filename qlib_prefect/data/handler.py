@@ -365,7 +365,7 @@ class DataHandlerLP(DataHandler):
                 self.cache_hit = True
                 return
         self.cache_hit = False
-        from qlib_prefect.data.heap import heap_reuse
+        from qlib_prefect.tweaks.heap import heap_reuse
 
         t0 = time.perf_counter()
         super().setup_data()  # the expression engine returns its freed panel memory to the kernel when done

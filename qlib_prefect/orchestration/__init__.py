@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         run_rolling,
         train_rolling_window,
     )
+    from qlib_prefect.orchestration._settings import apply_env_defaults
     from qlib_prefect.orchestration._store import ContentStore
     from qlib_prefect.orchestration._windows import plan_multi_horizon, plan_rolling, rolling_plan
 
@@ -52,6 +53,7 @@ __all__ = [
     "ContentStore",
     "LeanFlow",
     "StageCachePolicy",
+    "apply_env_defaults",
     "build_deployments",
     "current_recorder",
     "key_metrics",
@@ -74,6 +76,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "apply_env_defaults": "qlib_prefect.orchestration._settings",
     "ContentStore": "qlib_prefect.orchestration._store",
     "LeanFlow": "qlib_prefect.orchestration._leanflow",
     "key_metrics": "qlib_prefect.orchestration._report",

@@ -20,7 +20,6 @@ import contextvars
 import datetime as _dt
 import importlib
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,7 +176,9 @@ def jsonable_config(obj: Any) -> Any:
 
 
 def _deployment_name(deployment: str | None) -> str:
-    return deployment or os.environ.get(WINDOW_DEPLOYMENT_ENV) or "qlib-workflow/qlib-workflow"
+    from qlib_prefect.config.settings import get_settings
+
+    return deployment or get_settings().window_deployment or "qlib-workflow/qlib-workflow"
 
 
 def _find_mlflow_run(flow_run_id: str, tracking_uri: str | None) -> Any:

@@ -25,8 +25,10 @@ from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build
 from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
 from qlib_prefect.orchestration._publish import publish_task, recorder_for_run
 from qlib_prefect.orchestration._report import mlflow_ui_command, prefect_artifact
+from qlib_prefect.orchestration._settings import abort_after_interrupt
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
+from qlib_prefect.tweaks.prefect_server import expect_task_runs
 
 __all__ = ["current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
 
@@ -149,6 +151,7 @@ def _workflow(
     recorder = exp.active_recorder
     token = _CURRENT.set(recorder)
     states: dict[str, str] = {}
+    flow_run_id = ""
     try:
         try:
             flow_run_id = str(get_run_context().flow_run.id)
@@ -188,12 +191,14 @@ def _workflow(
             raise RecorderError(f"stages did not complete: {', '.join(failed)}")
         latest = publish_task(refs, recorder.id, recorder.uri)
         report = build_run_report(recorder, config=cfg.raw, strict=False)  # report.html, ledgers, MLflow 3 entries
+        expect_task_runs(flow_run_id, len(plan) + 1)  # the stages and publish: recorded before the server stops
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         summary["report_url"] = report_link(recorder) if report is not None else None
         recorder.save_objects(config=cfg.raw)
         prefect_artifact(summary, key="qlib-workflow-results", title="qlib workflow results")
-    except BaseException:
+    except BaseException as e:
+        abort_after_interrupt(e, flow_run_id)  # CLI: do not wait minutes for stage threads after Ctrl-C
         _CURRENT.reset(token)
         _join_prewarm()
         clear_memo()

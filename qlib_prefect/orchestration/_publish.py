@@ -7,7 +7,6 @@ they came from cache, so every run is complete in qlib's layout. :func:`publish_
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,10 @@ PARENT_TAG = "mlflow.parentRunId"
 
 def recorder_for_run(run_id: str, uri: str | None = None) -> Any:
     """An MLflow recorder for an existing run (works in any process: no flow context needed)."""
+    from qlib_prefect.config.settings import get_settings
     from qlib_prefect.workflow import MLflowRecorder, get_client, resolve_uri, retry_locked
 
-    uri = resolve_uri(uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    uri = resolve_uri(uri or get_settings().mlflow_tracking_uri)
     run = retry_locked(lambda: get_client(uri).get_run(run_id))
     return MLflowRecorder(run.info.experiment_id, uri, mlflow_run=run)
 

@@ -66,6 +66,7 @@ from qlib_prefect.orchestration._windows import (
     rolling_plan,
     until_date,
 )
+from qlib_prefect.tweaks.prefect_server import expect_task_runs
 from qlib_prefect.utils import flatten_dict
 from qlib_prefect.workflow.pipeline import build_dataset, execute_task, run_records
 
@@ -373,6 +374,8 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
                           for g, st in summary_states.items()}},
         }
         parent.set_tags(**{"qlib_prefect.rolling.trained": str(trained)})
+        # the window, publish and summary tasks: recorded by the temporary API server before it stops
+        expect_task_runs(_flow_run_id(), 2 * len(plan.windows) + len(plan.summaries))
         if len(plan.summaries) == 1:  # the merged predictions' tear sheet (report.html, ledgers) in the summary run
             from qlib_prefect.report import build_run_report, report_link
 
@@ -387,6 +390,15 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
     R.end_exp("FINISHED")
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
+
+
+def _flow_run_id() -> str:
+    try:
+        from prefect.context import get_run_context
+
+        return str(get_run_context().flow_run.id)
+    except Exception:  # not inside a flow run
+        return ""
 
 
 def _drop_raw() -> None:

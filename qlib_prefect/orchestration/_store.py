@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from qlib_prefect.utils import tempdirs
+
 __all__ = ["COMPLETE_MARKER", "ContentStore", "StoreEntry"]
 
 COMPLETE_MARKER = "_COMPLETE"
@@ -120,6 +122,7 @@ class ContentStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        tempdirs.register(tmp)
         (tmp / ARTIFACTS).mkdir()
         try:
             yield tmp
@@ -142,6 +145,8 @@ class ContentStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            tempdirs.release(tmp)
 
     def delete(self, stage: str, key: str) -> None:
         """Remove an entry (marker first, so a concurrent reader never sees half an entry as complete)."""

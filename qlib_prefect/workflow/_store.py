@@ -13,17 +13,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from qlib_prefect.config.settings import get_settings
 from qlib_prefect.errors import ConfigError
+from qlib_prefect.utils.filelock import file_lock
 
 __all__ = [
     "artifact_root_for",
@@ -45,8 +46,6 @@ _clients_lock = threading.Lock()
 
 def default_uri() -> str:
     """``$QLIB_PREFECT_MLFLOW_URI`` or ``sqlite:///<abs cwd>/mlruns/mlflow.db``."""
-    from qlib_prefect.config.settings import get_settings
-
     env = get_settings().mlflow_uri
     if env:
         return env
@@ -74,7 +73,7 @@ def resolve_uri(uri: str | os.PathLike | None, *, create: bool = True) -> str:
     uri = default_uri() if uri is None or str(uri) == "" else str(uri)
     scheme = _scheme(uri)
     if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
-        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true", "yes"):
+        if get_settings().mlflow_allow_file_store:
             return uri
         path = urlparse(uri).path if scheme == "file" else uri
         folder = Path(path or "mlruns").expanduser().resolve()
@@ -109,66 +108,6 @@ def artifact_root_for(uri: str, artifact_location: str | os.PathLike | None = No
     if _scheme(uri) in _SQL_SCHEMES:
         return (Path.cwd().resolve() / "mlruns" / "artifacts").as_uri()
     return None
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 120.0) -> Iterator[None]:
-    """An exclusive inter-process lock on ``path`` (created if needed); also serialises threads of this process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _thread_lock_for(str(path)):
-        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _os_lock(fd, timeout, path)
-            try:
-                yield
-            finally:
-                _os_unlock(fd)
-        finally:
-            os.close(fd)
-
-
-_path_locks: dict[str, threading.Lock] = {}
-
-
-def _thread_lock_for(key: str) -> threading.Lock:
-    with _clients_lock:
-        return _path_locks.setdefault(key, threading.Lock())
-
-
-def _os_lock(fd: int, timeout: float, path: Path) -> None:
-    deadline = time.monotonic() + timeout
-    if os.name == "nt":  # pragma: no cover - POSIX machines run the tests
-        import msvcrt
-
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not lock {path} within {timeout} s") from None
-                time.sleep(0.05)
-    import fcntl
-
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not lock {path} within {timeout} s") from None
-            time.sleep(0.02)
-
-
-def _os_unlock(fd: int) -> None:
-    if os.name == "nt":  # pragma: no cover
-        import msvcrt
-
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        return
-    import fcntl
-
-    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -210,31 +149,10 @@ def get_client(uri: str) -> Any:
 
 
 def _build_client(cls: Any, uri: str) -> Any:
+    from qlib_prefect.tweaks.mlflow_store import open_store, tune_sqlite
+
     client = cls(tracking_uri=uri)
-    store = client._tracking_client.store  # build the store now (creates/migrates the schema)
+    open_store(client)  # build the store now (creates/migrates the schema)
     if sqlite_path(uri) is not None:
-        _tune_sqlite(store)
+        tune_sqlite(client)
     return client
-
-
-def _tune_sqlite(store: Any) -> None:
-    """WAL journal (readers do not block the writer; persists in the DB file) + ``synchronous=NORMAL``
-    (safe against a crashed process; the last commits may be lost on power failure) + a 30 s busy timeout."""
-    engine = getattr(store, "engine", None)
-    if engine is None:
-        return
-    try:
-        import sqlalchemy as sa
-
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        sa.event.listen(engine, "connect", _on_connect)
-        engine.dispose()  # pooled connections made during migration do not have the pragmas
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    except Exception:  # pragma: no cover - tuning is optional
-        pass

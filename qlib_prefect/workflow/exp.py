@@ -110,10 +110,11 @@ def lean_list(
     try:
         import sqlalchemy as sa
         from mlflow.store.tracking.dbmodels.models import SqlParam, SqlRun, SqlTag
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        store = client._tracking_client.store
-        if not isinstance(store, SqlAlchemyStore):
+        from qlib_prefect.tweaks.mlflow_store import sql_store
+
+        store = sql_store(client)
+        if store is None:
             return None
         cols = (SqlRun.run_uuid, SqlRun.name, SqlRun.experiment_id, SqlRun.status, SqlRun.start_time,
                 SqlRun.end_time, SqlRun.artifact_uri)

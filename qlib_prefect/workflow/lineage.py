@@ -84,7 +84,9 @@ def git_state(cwd: str | os.PathLike | None = None) -> GitState:
 def run_params() -> dict[str, str]:
     """qlib's automatic params: ``cmd-sys.argv`` and every ``_QLIB_*`` environment variable."""
     params = {"cmd-sys.argv": " ".join(sys.argv)}
-    params.update({k: v for k, v in os.environ.items() if k.startswith("_QLIB_")})
+    from qlib_prefect.config.settings import lineage_environment
+
+    params.update(lineage_environment())
     return params
 
 

@@ -33,3 +33,23 @@ class ContextRecord(RecordTemp):
         rec.set_tags(context_record="reached")
         pred = self.recorder.load_object("pred.pkl")  # upstream SignalRecord artifact via the store recorder
         self.recorder.log_metrics(pred_rows=len(pred))
+
+
+class SlowRecord(RecordTemp):
+    """Saves ``partial.pkl``, then works for ``seconds`` (a stage long enough to be interrupted by a test)."""
+
+    artifact_path = "slow"
+
+    def __init__(self, recorder=None, seconds: float = 120.0) -> None:
+        super().__init__(recorder=recorder)
+        self.seconds = seconds
+
+    def generate(self, **kwargs):
+        import time
+
+        self.save(**{"partial.pkl": 1})
+        print("SlowRecord working", flush=True)
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.save(**{"done.pkl": 1})

@@ -127,8 +127,8 @@ def test_no_early_server_when_a_prefect_settings_file_may_set_the_api_url(tmp_pa
     temporary server and leaves the choice to Prefect."""
     import os
 
-    code = ("from qlib_prefect.orchestration import _settings as s\n"
-            "started = s.start_api_server_early(); s._stop_early_server(); print(started)")
+    code = ("from qlib_prefect.tweaks import prefect_server as s\n"
+            "started = s.start_api_server(); s.stop_api_server(); print(started)")
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH")}
 
     def started(home: Path, cwd: Path) -> str:
@@ -158,8 +158,8 @@ def test_temporary_server_dies_with_a_killed_command(tmp_path) -> None:
     import socket
     import time
 
-    code = ("from qlib_prefect.orchestration import _settings as s\n"
-            "s.start_api_server_early(); s.wait_api_server(); print(s._EARLY['url'], flush=True)\n"
+    code = ("from qlib_prefect.tweaks import prefect_server as s\n"
+            "s.start_api_server(); s.wait_api_server(); print(s.server_url(), flush=True)\n"
             "import time; time.sleep(600)")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")

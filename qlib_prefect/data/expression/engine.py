@@ -14,7 +14,6 @@ expanding windows (N=0), ``Ref(x, 0)``, EMA/ewm and the tiny online-algorithm re
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +25,8 @@ import pandas as pd
 from qlib_prefect.data.base import FieldData, Provider
 from qlib_prefect.data.expression.ops import OPERATORS, Panel
 from qlib_prefect.data.expression.parser import Const, Expression, Feature, Op, parse
-from qlib_prefect.data.heap import heap_reuse
 from qlib_prefect.errors import DataError, ExpressionError
+from qlib_prefect.tweaks.heap import heap_reuse
 from qlib_prefect.utils.threads import usable_cpus
 
 __all__ = ["STANDARD_FIELDS", "Evaluator", "compute_features", "window_size"]
@@ -473,14 +472,9 @@ def _threads(n_codes: int) -> int:
     """Threads for :func:`compute_features`: ``$QLIB_PREFECT_EXPR_THREADS``, else the CPUs this process may use
     (at most 4), with at least ``_MIN_CODES_PER_THREAD`` instruments each. A column split costs ~20% more CPU
     in total for a shorter wall time; set ``QLIB_PREFECT_EXPR_THREADS=1`` when the cores are busy anyway."""
-    env = os.environ.get("QLIB_PREFECT_EXPR_THREADS", "").strip()
-    if env:
-        try:
-            want = max(1, int(env))
-        except ValueError:
-            raise DataError(f"QLIB_PREFECT_EXPR_THREADS must be an integer, got {env!r}") from None
-    else:
-        want = usable_cpus()
+    from qlib_prefect.config.settings import get_settings
+
+    want = get_settings().expr_threads or usable_cpus()
     return max(1, min(want, n_codes // _MIN_CODES_PER_THREAD))
 
 

@@ -1,15 +1,20 @@
-"""Process heap settings for the big array builds of the data layer (glibc ``mallopt``, numpy hugepages).
+"""Heap tweak: glibc ``mallopt``/``malloc_trim`` and numpy's private ``_set_madvise_hugepage`` for big array builds.
 
 :func:`heap_reuse` wraps a handler build (expression evaluation, loader join and processors): freed panels are
 kept in the heap for the next allocation instead of being returned to the kernel and page-faulted in again, and
 numpy's ``MADV_HUGEPAGE`` advice is off, so that faulting in the ~400 MB Alpha158 frames does not stall on the
 kernel's memory compaction. Both settings are restored on exit (re-entrant, thread-safe).
+
+Switch: ``QLIB_PREFECT_HEAP_TWEAKS=0`` (the block then does nothing). Fallbacks: no glibc (``mallopt`` missing) ->
+heap defaults; numpy without ``np._core.multiarray._set_madvise_hugepage`` (logged once at debug) -> numpy's
+hugepage advice stays. Imports only numpy and ctypes (the data layer's one tweak).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["heap_reuse"]
+from qlib_prefect.config.settings import get_settings
+
+__all__ = ["heap_reuse", "hugepage_switch", "libc_malloc"]
+
+logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _HEAP_LOCK = threading.Lock()
@@ -26,7 +35,7 @@ _HP_PREV: list[Any] = [None]
 _LIBC: list[Any] = []
 
 
-def _libc() -> Any:
+def libc_malloc() -> Any:
     """glibc's ``mallopt``/``malloc_trim`` (``None`` on other C libraries)."""
     if not _LIBC:
         lib = None
@@ -54,8 +63,11 @@ def heap_reuse() -> Iterator[None]:
     also switched off in the block: with the kernel's THP ``defrag=madvise`` every fault of the 400 MB
     feature frame may stall on memory compaction (measured on the shared build machine: system time
     1.1 s -> 0.5 s per Alpha158 build)."""
-    lib = _libc()
-    hp = getattr(np._core.multiarray, "_set_madvise_hugepage", None)  # type: ignore[attr-defined]
+    if not get_settings().heap_tweaks:
+        yield
+        return
+    lib = libc_malloc()
+    hp = hugepage_switch()
     with _HEAP_LOCK:
         _HEAP_DEPTH[0] += 1
         if _HEAP_DEPTH[0] == 1:
@@ -76,3 +88,18 @@ def heap_reuse() -> Iterator[None]:
                     lib.mallopt(_M_TOP_PAD, 128 << 10)
                     lib.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
                     lib.malloc_trim(0)
+
+
+_HP: list[Any] = []
+
+
+def hugepage_switch() -> Any:
+    """numpy's private ``_set_madvise_hugepage(enabled) -> previous`` (``None`` when this numpy lacks it)."""
+    if not _HP:
+        core = getattr(np, "_core", None) or getattr(np, "core", None)
+        fn = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+        if fn is None:
+            logger.debug("numpy %s has no _core.multiarray._set_madvise_hugepage: hugepage advice left on",
+                         np.__version__)
+        _HP.append(fn)
+    return _HP[0]
