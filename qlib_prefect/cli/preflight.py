@@ -47,9 +47,10 @@ def validate_config(config: str | Path) -> None:
     materialised. Warnings are not shown here: the run loads the config again and shows them once.
     """
     from qlib_prefect.config.loader import ConfigWarning, load_config
+    from qlib_prefect.config.settings import get_settings
     from qlib_prefect.data.sample import SAMPLE_DIR_ENV
 
-    env = None if os.environ.get(SAMPLE_DIR_ENV) else {**os.environ, SAMPLE_DIR_ENV: "<bundled sample>"}
+    env = None if get_settings().sample_dir else {**os.environ, SAMPLE_DIR_ENV: "<bundled sample>"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConfigWarning)
         load_config(config, env=env)
@@ -68,6 +69,8 @@ def route_progress_logs() -> None:
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
     log.propagate = False
-    extra = [n.strip() for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n.strip()]
+    from qlib_prefect.config.settings import get_settings
+
+    extra = [n.strip() for n in (get_settings().prefect_extra_loggers or "").split(",") if n.strip()]
     if PROGRESS_LOGGER not in extra:
         os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join([*extra, PROGRESS_LOGGER])

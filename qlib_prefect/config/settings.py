@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         120.0, gt=0, validation_alias=_alias("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"),
         description="Prefect: seconds to wait for the temporary server (raised from Prefect's 20 s, CLI and "
                     "Python API)")
+    prefect_extra_loggers: str | None = Field(None, validation_alias=_alias("PREFECT_LOGGING_EXTRA_LOGGERS"),
+                                              description="Prefect: loggers whose records go to the run logs (the "
+                                              "CLI adds the training-progress logger)")
     mlflow_tracking_uri: str | None = Field(None, validation_alias=_alias("MLFLOW_TRACKING_URI"),
                                             description="MLflow: tracking URI for `current_recorder(run_id)`")
     mlflow_allow_file_store: bool = Field(False, validation_alias=_alias("MLFLOW_ALLOW_FILE_STORE"),

@@ -155,7 +155,9 @@ def ensure_sample_env(config: Any, *, on_build: Callable[[Path], Any] | None = N
     Returns the sample directory when the variable was set here, else None. ``on_build``: see
     :func:`sample_data_dir`.
     """
-    if os.environ.get(SAMPLE_DIR_ENV) or not isinstance(config, (str, Path)):
+    from qlib_prefect.config.settings import get_settings
+
+    if get_settings().sample_dir is not None or not isinstance(config, (str, Path)):
         return None
     try:
         used = SAMPLE_DIR_ENV in Path(config).expanduser().read_text(encoding="utf-8")
