@@ -26,8 +26,9 @@ first new day uses its last stored close; new symbols get new files; the last sp
 market file is extended when it reached the instrument's old last date; requested ``markets`` add new members.
 
 Failure safety: all input is parsed and validated before anything is written; a fresh import is built in a
-temporary sibling directory and swapped in; an append writes each file atomically (temp + rename), feature
-files first, instrument files next and the calendar last.
+temporary sibling directory and swapped in; an append is a :class:`~qlib_prefect.data.storage.Transaction`
+(all new files staged, then published through a journal), so after a kill at any point the directory reads
+exactly as before or exactly as after the append.
 
 Example:
     >>> res = import_csv("prices.csv.gz", "~/qlib_data/us", symbol_col="Name",
@@ -475,16 +476,19 @@ def _append(df, flds, dest: Path, markets, normalize, quality, jump_threshold) -
         for c in mem:
             if c not in spans:
                 spans[c] = list(new_all[c])
-    # write: features, then instruments, then the calendar
-    for j, c in enumerate(codes):
-        a, b = int(first[j]), int(last[j])
-        for f in all_fields:
-            st.append_bin(st.feature_path(dest, c, f), a, panels[f][a : b + 1, j])
-    st.write_instruments(dest, "all", dict(sorted(new_all.items())))
-    for m, spans in market_files.items():
-        st.write_instruments(dest, m, dict(sorted(spans.items())))
-    if len(new_dates):
-        st.write_calendar(dest, cal)
+    # write everything into a transaction's staging folder, then publish it at once
+    with st.Transaction(root=dest) as tx:
+        for j, c in enumerate(codes):
+            a, b = int(first[j]), int(last[j])
+            for f in all_fields:
+                p = st.feature_path(dest, c, f)
+                st.append_bin(p, a, panels[f][a : b + 1, j], out=tx.staged(p))
+        st.write_instruments(tx.staging, "all", dict(sorted(new_all.items())))
+        for m, spans in market_files.items():
+            st.write_instruments(tx.staging, m, dict(sorted(spans.items())))
+        if len(new_dates):
+            st.write_calendar(tx.staging, cal)
+        tx.commit()
     rep = check_dir(dest, jump_threshold=jump_threshold) if quality else None
     return ImportResult(
         path=dest, n_instruments=len(new_all), n_dates=len(cal), new_dates=len(new_dates), rows=len(df),

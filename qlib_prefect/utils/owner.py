@@ -1,0 +1,61 @@
+"""Process ownership tokens: ``<pid>-<start time>`` names a live process unambiguously (pids are reused).
+
+Temporary folders and journals carry the token of the process that made them, so a later process can tell a
+folder of a live writer from the leftover of a killed one (qlib has no such sweep; we add it for crash safety).
+
+Example:
+    >>> is_alive(token())
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = ["is_alive", "parse_token", "token"]
+
+_TOKEN = re.compile(r"(\d+)-(\d+)")
+
+
+def _start_time(pid: int) -> int | None:
+    """The process start time in clock ticks since boot (Linux ``/proc``); ``None`` if unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(b")", 1)[1].split()[19])
+    except (IndexError, ValueError):  # pragma: no cover - malformed /proc
+        return None
+
+
+def token(pid: int | None = None) -> str:
+    """``<pid>-<start time>`` of ``pid`` (default: this process); start time 0 where ``/proc`` is absent."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}-{_start_time(pid) or 0}"
+
+
+def parse_token(text: str) -> tuple[int, int] | None:
+    """The ``(pid, start time)`` of the first token in ``text`` (e.g. a folder name), or ``None``."""
+    m = _TOKEN.search(text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def is_alive(tok: str) -> bool:
+    """True if the process named by ``tok`` still runs (same pid and same start time)."""
+    parsed = parse_token(tok)
+    if parsed is None:
+        return False
+    pid, start = parsed
+    now = _start_time(pid)
+    if now is not None:
+        return start == 0 or now == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - alive, owned by another user
+        return True
+    return not os.path.exists("/proc/self")  # /proc exists but has no entry: gone
