@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,13 +34,16 @@ from qlib_prefect.backtest.position import Account, Indicator, Position
 from qlib_prefect.backtest.strategy import BaseStrategy, StepContext
 from qlib_prefect.errors import BacktestError
 
+if TYPE_CHECKING:
+    from qlib_prefect.data.base import Provider
+
 __all__ = ["backtest", "benchmark_returns", "get_strategy_executor"]
 
 PORT_METRIC = dict[str, tuple[pd.DataFrame, dict[pd.Timestamp, Position]]]
 INDICATOR_METRIC = dict[str, tuple[pd.DataFrame, Indicator]]
 
 
-def _calendar(provider: Any) -> pd.DatetimeIndex:
+def _calendar(provider: Provider) -> pd.DatetimeIndex:
     try:
         cal = provider.calendar(future=True)
     except TypeError:
@@ -58,7 +61,7 @@ def _ts(x: Any, name: str) -> pd.Timestamp:
     return ts
 
 
-def benchmark_returns(benchmark: Any, start_time: Any, end_time: Any, provider: Any) -> pd.Series | None:
+def benchmark_returns(benchmark: Any, start_time: Any, end_time: Any, provider: Provider) -> pd.Series | None:
     """Daily benchmark return series like qlib's ``PortfolioMetrics._cal_benchmark``.
 
     A code or list of codes -> ``$close/Ref($close,1)-1`` in float32, averaged over the codes per date
@@ -132,7 +135,7 @@ def _account(account: Any) -> tuple[float, dict[str, Any]]:
     raise BacktestError(f"backtest: account must be a number or a dict with 'cash', got {type(account).__name__}")
 
 
-def _fill_prices(position: Position, start: pd.Timestamp, provider: Any, last_days: int = 30) -> None:
+def _fill_prices(position: Position, start: pd.Timestamp, provider: Provider, last_days: int = 30) -> None:
     todo = [c for c in position.get_stock_list() if position.position[c].get("price") is None]
     if not todo:
         return
@@ -179,13 +182,13 @@ def backtest(
     exchange_kwargs: dict | None = None,
     pos_type: str = "Position",
     *,
-    provider: Any = None,
+    provider: Provider | None = None,
 ) -> tuple[PORT_METRIC, INDICATOR_METRIC]:
     """Run a daily backtest; see the module docstring. ``provider`` defaults to ``get_provider()``."""
     if pos_type != "Position":
         raise BacktestError(f"backtest: pos_type {pos_type!r} is not supported (only 'Position')")
     if provider is None:
-        from qlib_prefect.config.runtime import get_provider
+        from qlib_prefect.data.registry import get_provider
 
         provider = get_provider()
     start, end = _ts(start_time, "start_time"), _ts(end_time, "end_time")

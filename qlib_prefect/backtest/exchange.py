@@ -26,13 +26,16 @@ import math
 import re
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from qlib_prefect.backtest.position import Position, _isclose
 from qlib_prefect.errors import BacktestError, ConfigError
+
+if TYPE_CHECKING:
+    from qlib_prefect.data.base import Provider
 
 __all__ = ["Exchange", "Order", "OrderDir"]
 
@@ -104,7 +107,7 @@ class Exchange:
         impact_cost: float = 0.0,
         extra_quote: Any = None,
         trade_unit: int | None = _UNSET,
-        provider: Any = None,
+        provider: Provider | None = None,
     ) -> None:
         from qlib_prefect.config.runtime import C
 
@@ -153,7 +156,7 @@ class Exchange:
     @property
     def provider(self) -> Any:
         if self._provider is None:
-            from qlib_prefect.config.runtime import get_provider
+            from qlib_prefect.data.registry import get_provider
 
             self._provider = get_provider()
         return self._provider

@@ -1,8 +1,10 @@
-"""Process-wide runtime configuration, the equivalent of qlib's ``C`` and ``qlib.init``.
+"""Process-wide runtime configuration, qlib's ``C``: the config half of ``qlib.init``.
 
-``init()`` records the provider URI, region defaults and the experiment-manager config.
-Nothing heavy happens here: the data provider and the experiment manager are built lazily
-on first use (``get_provider()``, ``qlib_prefect.workflow.R``).
+:func:`configure` records the provider URI, region defaults and the experiment-manager config in ``C``; nothing
+else. ``qlib_prefect.init`` (the package root) calls it and then rebuilds ``R`` from ``C["exp_manager"]``
+(:func:`qlib_prefect.workflow.rebuild_recorder`). Layers above read ``C`` and :func:`generation`: the data layer's
+provider registry (:mod:`qlib_prefect.data.registry`) rebuilds its provider when the generation changes. This
+module imports nothing of the package above ``qlib_prefect.errors``.
 
 Example:
     >>> import qlib_prefect
@@ -18,7 +20,16 @@ from typing import Any
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["REGION_DEFAULTS", "C", "get_provider", "init", "is_initialized", "register_init_hook"]
+__all__ = [
+    "REGION_DEFAULTS",
+    "C",
+    "configure",
+    "generation",
+    "is_initialized",
+    "mark_initialized",
+    "provider_path",
+    "reset",
+]
 
 REGION_CN, REGION_US, REGION_TW = "cn", "us", "tw"
 
@@ -57,23 +68,16 @@ class _Config(dict):
 C = _Config()
 C.reset()
 _lock = threading.RLock()
-_state: dict[str, Any] = {"initialized": False, "provider": None}
-_init_hooks: list[Any] = []
+_state: dict[str, Any] = {"initialized": False, "generation": 0}
 
 
-def register_init_hook(fn: Any) -> None:
-    """Register ``fn(C)`` to be called at the end of every ``init()`` (used by the workflow layer)."""
-    if fn not in _init_hooks:
-        _init_hooks.append(fn)
-
-
-def init(
+def configure(
     provider_uri: str | Path | None = None,
     region: str | None = None,
     exp_manager: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Configure the process (qlib's ``qlib.init`` signature).
+    """Set ``C`` for the process (qlib's ``qlib.init`` signature); use ``qlib_prefect.init`` to also rebuild ``R``.
 
     Args:
         provider_uri: qlib-format data directory. ``None`` keeps the default
@@ -97,14 +101,32 @@ def init(
         kwargs.pop("skip_if_reg", None)
         kwargs.pop("clear_mem_cache", None)
         C.update(kwargs)
-        _state["provider"] = None
+        _state["generation"] += 1
         _state["initialized"] = True
-        for hook in list(_init_hooks):
-            hook(C)
+
+
+def generation() -> int:
+    """A number that changes with every :func:`configure` / :func:`reset`: state derived from ``C`` (the data
+    provider, a memo of the last ``qlib_init``) is stale when the generation it was built for differs."""
+    return int(_state["generation"])
 
 
 def is_initialized() -> bool:
     return bool(_state["initialized"])
+
+
+def mark_initialized() -> None:
+    """Count the process as initialised without changing ``C`` (a provider installed directly, e.g. in tests)."""
+    with _lock:
+        _state["initialized"] = True
+
+
+def reset() -> None:
+    """Back to the defaults, not initialised (tests)."""
+    with _lock:
+        C.reset()
+        _state["generation"] += 1
+        _state["initialized"] = False
 
 
 def provider_path() -> Path:
@@ -114,19 +136,3 @@ def provider_path() -> Path:
         uri = uri.get(C.get("freq", "day")) or next(iter(uri.values()))
     return Path(str(uri)).expanduser().resolve()
 
-
-def get_provider() -> Any:
-    """The process-wide data provider for ``C['provider_uri']`` (built on first use)."""
-    with _lock:
-        if _state["provider"] is None:
-            from qlib_prefect.data.provider import LocalProvider
-
-            _state["provider"] = LocalProvider(provider_path())
-        return _state["provider"]
-
-
-def set_provider(provider: Any) -> None:
-    """Install a provider object directly (tests, in-memory data)."""
-    with _lock:
-        _state["provider"] = provider
-        _state["initialized"] = True

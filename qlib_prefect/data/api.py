@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qlib_prefect.config.runtime import get_provider
 from qlib_prefect.data.base import Spans
 from qlib_prefect.data.expression.engine import compute_features
+from qlib_prefect.data.registry import get_provider
 from qlib_prefect.errors import ConfigError, DataError
 
 __all__ = ["D", "DataAPI", "apply_filter_pipe"]

@@ -107,7 +107,7 @@ def handler_key(handler: Any, init_type: str) -> str | None:
     if spec is None:
         return None
     from qlib_prefect._version import __version__
-    from qlib_prefect.config.runtime import get_provider
+    from qlib_prefect.data.registry import get_provider
 
     try:
         fp = get_provider().fingerprint()

@@ -31,6 +31,14 @@ import pandas as pd
 
 from qlib_prefect.data.loader import DataLoader, StaticDataLoader
 from qlib_prefect.data.processor import Processor, accepts_fit_window
+from qlib_prefect.data.selection import (
+    CS_ALL,
+    CS_RAW,
+    fetch_df_by_col,
+    fetch_df_by_index,
+    get_level_index,
+    is_scalar_key,
+)
 from qlib_prefect.errors import ConfigError, DataError
 from qlib_prefect.utils.serial import Serializable
 
@@ -55,80 +63,6 @@ _PROC_MODULE = "qlib_prefect.data.processor"
 
 
 # ------------------------------------------------------------------------------------------ pickling rules
-# ------------------------------------------------------------------------------------------ fetch helpers
-def get_level_index(df: pd.DataFrame, level: str | int) -> int:
-    """Position of ``level`` in the row index (``("datetime", "instrument")`` when unnamed)."""
-    if isinstance(level, str):
-        try:
-            return list(df.index.names).index(level)
-        except ValueError:
-            try:
-                return ("datetime", "instrument").index(level)
-            except ValueError:
-                raise DataError(f"unknown index level {level!r}; index levels: {list(df.index.names)}") from None
-    if isinstance(level, int):
-        return level
-    raise DataError(f"level must be a name or a position, got {level!r}")
-
-
-def _is_scalar_key(sel: Any) -> bool:
-    return isinstance(sel, (str, pd.Timestamp)) or (hasattr(sel, "year") and not isinstance(sel, pd.Index))
-
-
-def fetch_df_by_index(
-    df: pd.DataFrame, selector: Any, level: str | int | None, fetch_orig: bool = True
-) -> pd.DataFrame:
-    """Rows of ``df`` selected on one index level; slices are inclusive and need not hit existing dates.
-
-    A slice or a single date on the first (sorted) level is resolved by binary search and returns a
-    view; other selectors go through ``DataFrame.loc``.
-    """
-    if level is None or isinstance(selector, pd.MultiIndex):
-        return df.loc(axis=0)[selector]
-    li = get_level_index(df, level)
-    if isinstance(selector, slice) and selector == slice(None, None):
-        return df
-    if not isinstance(df.index, pd.MultiIndex):
-        if li != 0:
-            raise DataError(f"level {level!r} not in a single-level index")
-        return df.loc[selector]
-    if li == 0 and ((isinstance(selector, slice) and selector.step is None) or _is_scalar_key(selector)):
-        slc = selector if isinstance(selector, slice) else slice(selector, selector)
-        values = df.index.get_level_values(0)
-        if values.is_monotonic_increasing:
-            try:
-                pos = values.slice_indexer(slc.start, slc.stop)
-            except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"cannot select {selector!r} on level {level!r}: {e}") from e
-            return df.iloc[pos]
-    idx_slc: tuple[Any, Any] = (selector, slice(None, None))
-    if li == 1:
-        idx_slc = (idx_slc[1], idx_slc[0])
-    try:
-        return df.loc[pd.IndexSlice[idx_slc], :]
-    except KeyError as e:
-        raise DataError(f"cannot select {selector!r} on level {level!r}: {e}") from e
-
-
-def fetch_df_by_col(df: pd.DataFrame, col_set: str | list[str]) -> pd.DataFrame:
-    """Columns of a ``(group, name)`` frame: ``__all`` drops the group level, ``__raw`` keeps everything,
-    a group name selects it (single-level), a list of groups keeps 2-level columns."""
-    if not isinstance(df.columns, pd.MultiIndex) or col_set == DataHandler.CS_RAW:
-        return df
-    if col_set == DataHandler.CS_ALL:
-        return df.droplevel(axis=1, level=0)
-    groups = list(dict.fromkeys(df.columns.get_level_values(0)))
-    if isinstance(col_set, (list, tuple)):
-        if list(col_set) == groups:
-            return df
-        missing = [g for g in col_set if g not in groups]
-    else:
-        missing = [] if col_set in groups else [col_set]
-    if missing:
-        raise DataError(f"column group(s) {missing} not in the data; groups: {groups}")
-    return df.loc(axis=1)[col_set]
-
-
 # ---------------------------------------------------------------------------------------------- handlers
 class DataHandler(Serializable):
     """A handler over one raw frame loaded by a data loader.
@@ -141,8 +75,7 @@ class DataHandler(Serializable):
         fetch_orig: return views instead of copies where possible (always true here).
     """
 
-    CS_ALL = "__all"
-    CS_RAW = "__raw"
+    CS_ALL, CS_RAW = CS_ALL, CS_RAW  # qlib's class attributes (values from data.selection)
     DK_R = "raw"
     DK_I = "infer"
     DK_L = "learn"
@@ -225,7 +158,7 @@ class DataHandler(Serializable):
             df = fetch_df_by_index(df, selector, level, fetch_orig=self.fetch_orig)
         if squeeze:
             df = df.squeeze()
-            if _is_scalar_key(selector) and isinstance(df.index, pd.MultiIndex):
+            if is_scalar_key(selector) and isinstance(df.index, pd.MultiIndex):
                 df = df.reset_index(level=level, drop=True)
         return df
 

@@ -153,8 +153,8 @@ class QlibDataLoader(DLWParser):
         end_time: Any = None,
         gp_name: str | None = None,
     ) -> pd.DataFrame:
-        from qlib_prefect.config.runtime import get_provider
         from qlib_prefect.data.expression import compute_features
+        from qlib_prefect.data.registry import get_provider
 
         if instruments is None:
             warnings.warn("`instruments` is not set, will load all stocks", stacklevel=3)
@@ -251,7 +251,7 @@ class StaticDataLoader(DataLoader):
             df = df[np.asarray(df.index.get_level_values(ilev).isin(codes))]
         if start_time is None and end_time is None:
             return df
-        from qlib_prefect.data.handler import fetch_df_by_index
+        from qlib_prefect.data.selection import fetch_df_by_index
 
         return fetch_df_by_index(df, slice(start_time, end_time), level="datetime")
 

@@ -346,7 +346,7 @@ def _slice_datetime(df: pd.DataFrame, start: Any, end: Any) -> pd.DataFrame:
     """Rows with datetime in [start, end] (inclusive; None = open)."""
     if start is None and end is None:
         return df
-    from qlib_prefect.data.handler import fetch_df_by_index
+    from qlib_prefect.data.selection import fetch_df_by_index
 
     return fetch_df_by_index(df, slice(start, end), level="datetime")
 
@@ -739,7 +739,7 @@ class TimeRangeFlt(Processor):
         self.freq = freq
 
     def _aligned(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        from qlib_prefect.config.runtime import get_provider
+        from qlib_prefect.data.registry import get_provider
 
         cal = get_provider().calendar()
         lo = 0 if self.start_time is None else cal.searchsorted(pd.Timestamp(self.start_time), "left")

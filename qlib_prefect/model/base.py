@@ -17,11 +17,48 @@ Example:
 from __future__ import annotations
 
 import abc
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from qlib_prefect.utils.serial import Serializable
 
-__all__ = ["BaseModel", "Model", "ModelFT", "Serializable"]
+__all__ = [
+    "BaseModel",
+    "MetricsLogger",
+    "Model",
+    "ModelFT",
+    "Serializable",
+    "active_metrics_logger",
+    "set_metrics_logger_source",
+]
+
+
+@runtime_checkable
+class MetricsLogger(Protocol):
+    """Where a model logs training metrics (a recorder: ``R``'s, an MLflow or a content-store recorder)."""
+
+    def log_metrics(self, step: int | None = None, **metrics: Any) -> None: ...
+
+
+_metrics_source: dict[str, Callable[[], MetricsLogger | None] | None] = {"source": None}
+_metrics_lock = threading.Lock()
+
+
+def set_metrics_logger_source(source: Callable[[], MetricsLogger | None] | None) -> None:
+    """Install ``source() -> logger | None``: where :func:`active_metrics_logger` finds the active run's recorder.
+
+    qlib's models log to ``R``; the model layer cannot import the workflow layer, so the workflow layer installs
+    ``R.active_recorder`` when it builds ``R`` (before that no run can be active). ``None`` uninstalls.
+    """
+    with _metrics_lock:
+        _metrics_source["source"] = source
+
+
+def active_metrics_logger() -> MetricsLogger | None:
+    """The recorder of the active run (see :func:`set_metrics_logger_source`), or None."""
+    source = _metrics_source["source"]
+    return source() if source is not None else None
 
 
 class BaseModel(Serializable, metaclass=abc.ABCMeta):

@@ -17,14 +17,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from qlib_prefect.errors import ConfigError, DataError
-from qlib_prefect.model.base import ModelFT
+from qlib_prefect.model.base import MetricsLogger, ModelFT, active_metrics_logger
 from qlib_prefect.utils.threads import run_chunks
 
 if TYPE_CHECKING:
@@ -35,27 +34,7 @@ __all__ = ["LGBModel"]
 logger = logging.getLogger(__name__)
 
 
-def _active_recorder() -> Any | None:
-    """The recorder of the active ``R`` run, or None.
-
-    Looked up through ``sys.modules`` so that the model layer never imports the workflow layer: if
-    ``qlib_prefect.workflow`` was never imported, no run can be active.
-    """
-    wf = sys.modules.get("qlib_prefect.workflow")
-    rec_obj = getattr(wf, "R", None) if wf is not None else None
-    if rec_obj is None:
-        return None
-    is_built = getattr(rec_obj, "is_built", None)
-    if callable(is_built) and not is_built():  # never build a default store just to look
-        return None
-    try:
-        exp = getattr(rec_obj.exp_manager, "active_experiment", None)
-        return getattr(exp, "active_recorder", None) if exp is not None else None
-    except Exception:  # R not usable -> no active run
-        return None
-
-
-def log_eval_history(recorder: Any, evals_result: dict[str, dict[str, list[float]]]) -> int:
+def log_eval_history(recorder: MetricsLogger, evals_result: dict[str, dict[str, list[float]]]) -> int:
     """Log a LightGBM evaluation history as ``"<metric>.<set>"`` metrics with ``step`` = iteration.
 
     All metrics of one iteration go in one ``log_metrics`` call; a recorder offering ``log_metrics_batch`` (one
@@ -160,10 +139,11 @@ class LGBModel(ModelFT):
         verbose_eval: int = 20,
         evals_result: dict | None = None,
         reweighter: Any = None,
-        recorder: Any = None,
+        recorder: MetricsLogger | None = None,
         **kwargs: Any,
     ) -> LGBModel:
-        """Train; ``recorder`` (default: the active R run, if any) receives the per-iteration metrics."""
+        """Train; ``recorder`` (default: the active R run, if any; see
+        :func:`~qlib_prefect.model.base.active_metrics_logger`) receives the per-iteration metrics."""
         import lightgbm as lgb
 
         evals_result = {} if evals_result is None else evals_result
@@ -186,7 +166,7 @@ class LGBModel(ModelFT):
             **kwargs,
         )
         self.evals_result_ = {k: {m: list(v) for m, v in d.items()} for k, d in evals_result.items()}
-        rec = recorder if recorder is not None else _active_recorder()
+        rec = recorder if recorder is not None else active_metrics_logger()
         if rec is not None:
             log_eval_history(rec, {k: evals_result[k] for k in names if k in evals_result})
         return self

@@ -21,8 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from qlib_prefect.config import runtime
 from qlib_prefect.config.hashing import canonical_json
-from qlib_prefect.config.runtime import register_init_hook
 from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
@@ -90,30 +90,26 @@ def _load(config: Any) -> Any:
     return load_config(config)
 
 
-_INIT: dict[str, Any] = {"qinit": None}
-
-
-def _forget_init(_conf: Any) -> None:
-    _INIT["qinit"] = None  # any init() (ours or a user's) invalidates the reuse below
-
-
-register_init_hook(_forget_init)
+#: the ``qlib_init`` this module last initialised with, and the config generation that produced (any later
+#: ``init()``, ours or a user's, changes the generation and so invalidates the reuse below).
+_INIT: dict[str, Any] = {"qinit": None, "generation": None}
 
 
 def _init_runtime(cfg: Any, *, reuse: bool = False) -> tuple[str, str]:
     """``init(**qlib_init)`` (skipped with ``reuse`` when this process was last initialised with the same
     ``qlib_init`` by this module); returns (data fingerprint, env hash)."""
     import qlib_prefect
-    from qlib_prefect.config.runtime import get_provider, is_initialized
+    from qlib_prefect.data.registry import get_provider
 
     qinit = cfg.qlib_init
     try:
         sig = canonical_json(qinit)
     except TypeError:
         sig = None
-    if not (reuse and sig is not None and is_initialized() and _INIT["qinit"] == sig):
+    if not (reuse and sig is not None and runtime.is_initialized() and _INIT["qinit"] == sig
+            and _INIT["generation"] == runtime.generation()):
         qlib_prefect.init(**qinit)
-        _INIT["qinit"] = sig
+        _INIT.update(qinit=sig, generation=runtime.generation())
     try:
         fingerprint = get_provider().fingerprint()
     except QlibPrefectError:

@@ -216,8 +216,8 @@ def _build_plan(tasks: list[tuple[str, dict[str, Any]]], template: dict[str, Any
                 refit_processors: bool) -> _Plan:
     from qlib_prefect._version import code_version
     from qlib_prefect.config.hashing import canonical_hash, describe
-    from qlib_prefect.config.runtime import get_provider
     from qlib_prefect.data.handler import DataHandler
+    from qlib_prefect.data.registry import get_provider
 
     provider = get_provider()
     cal = pd.DatetimeIndex(provider.calendar())
@@ -410,8 +410,8 @@ def _raw_frame(ctx: _RunCtx, gid: str) -> pd.DataFrame:
     with lock:
         if gid in _RAW:
             return _RAW[gid]
-        from qlib_prefect.config.runtime import get_provider
         from qlib_prefect.data import cache as hcache
+        from qlib_prefect.data.registry import get_provider
 
         info = ctx.raw_groups[gid]
         end = _union_end(info["ends"])

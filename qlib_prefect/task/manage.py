@@ -691,7 +691,7 @@ def run_task(
     tm = task_pool if isinstance(task_pool, TaskManager) else TaskManager(task_pool)
     func = task_func
     if force_release:
-        from qlib_prefect.task.trainer import call_in_subproc
+        from qlib_prefect.task.isolation import call_in_subproc
 
         func = call_in_subproc(task_func, dict(C))
     ever_run = False

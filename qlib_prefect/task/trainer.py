@@ -27,6 +27,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from qlib_prefect.task.isolation import call_in_subproc
 from qlib_prefect.utils import flatten_dict, init_instance_by_config
 from qlib_prefect.utils.placeholder import fill_placeholder
 
@@ -143,34 +144,6 @@ def task_train(task_config: dict, experiment_name: str, recorder_name: str | Non
         _log_task_info(task_config)
         _exe_task(task_config)
         return R.get_recorder()
-
-
-def _init_subprocess(config: dict | None) -> None:
-    if config is not None:
-        import qlib_prefect
-
-        qlib_prefect.init(**config)
-
-
-class call_in_subproc:  # qlib's (lower-case) name
-    """Run ``func`` in a fresh (spawned) one-process pool, after ``qlib_prefect.init(**config)`` there.
-
-    Memory used by training is released when the subprocess ends. ``func``, its arguments and its result must
-    be picklable (module-level functions; recorders are).
-    """
-
-    def __init__(self, func: Callable[..., Any], config: dict | None = None) -> None:
-        self.func = func
-        self.config = None if config is None else dict(config)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_subprocess,
-                                 initargs=(self.config,)) as executor:
-            return executor.submit(self.func, *args, **kwargs).result()
 
 
 class Trainer:

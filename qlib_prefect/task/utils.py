@@ -51,7 +51,7 @@ def to_timestamp(value: Any, where: str = "time point") -> pd.Timestamp:
 
 
 def _provider_calendar(future: bool) -> pd.DatetimeIndex:
-    from qlib_prefect.config.runtime import get_provider
+    from qlib_prefect.data.registry import get_provider
 
     provider = get_provider()
     cal = pd.DatetimeIndex(provider.calendar(future=future))

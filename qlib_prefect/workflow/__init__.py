@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from qlib_prefect.config.runtime import register_init_hook
 from qlib_prefect.errors import RecorderError
 
 if TYPE_CHECKING:
@@ -39,8 +38,10 @@ __all__ = [
     "QlibRecorder",
     "R",
     "Recorder",
+    "RecorderProtocol",
     "RecorderWrapper",
     "build_exp_manager",
+    "rebuild_recorder",
 ]
 
 _LAZY = {
@@ -49,6 +50,7 @@ _LAZY = {
     "Experiment": "qlib_prefect.workflow.exp",
     "MLflowExperiment": "qlib_prefect.workflow.exp",
     "Recorder": "qlib_prefect.workflow.recorder",
+    "RecorderProtocol": "qlib_prefect.workflow.protocol",
     "MLflowRecorder": "qlib_prefect.workflow.recorder",
 }
 
@@ -188,6 +190,11 @@ class QlibRecorder:
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         self.get_exp(start=True).get_recorder(start=True).log_artifact(local_path, artifact_path)
 
+    def list_artifacts(self, artifact_path: str | None = None) -> list[str]:
+        """Artifacts of the active run (not in qlib's ``R``; makes ``R`` a full
+        :class:`~qlib_prefect.workflow.protocol.RecorderProtocol`)."""
+        return self.get_exp(start=True).get_recorder(start=True).list_artifacts(artifact_path)
+
     def download_artifact(self, path: str, dst_path: str | None = None) -> str:
         """Returns the local path (qlib's wrapper dropped it)."""
         return self.get_exp(start=True).get_recorder(start=True).download_artifact(path, dst_path)
@@ -232,9 +239,22 @@ class RecorderWrapper:
                     "otherwise the experiment's storage location would change under it."
                 )
             object.__setattr__(self, "_provider", provider)
+        from qlib_prefect.model.base import set_metrics_logger_source
         from qlib_prefect.workflow.exit_handler import experiment_exit_handler
 
-        experiment_exit_handler()
+        set_metrics_logger_source(self.active_recorder)  # models log their training metrics to R's active run
+        experiment_exit_handler(self)
+
+    def active_recorder(self) -> Recorder | None:
+        """The recorder of the active run, or None (never builds ``R`` just to look)."""
+        prov = self._provider
+        if prov is None:
+            return None
+        try:
+            exp = prov.exp_manager.active_experiment
+            return exp.active_recorder if exp is not None else None
+        except Exception:  # R not usable -> no active run
+            return None
 
     def _get(self) -> QlibRecorder:
         prov = self._provider
@@ -264,14 +284,14 @@ class RecorderWrapper:
 R = RecorderWrapper()
 
 
-def _on_init(conf: Any) -> None:
-    manager = build_exp_manager(conf.get("exp_manager"))
+def rebuild_recorder(exp_manager: Any = None) -> None:
+    """Rebuild ``R`` from qlib's ``exp_manager`` config (``None`` -> the default store); ``qlib_prefect.init``
+    calls it after configuring ``C``, as ``qlib.init`` does. An explicit tracking URI is checked now (no side
+    effects: e.g. ``file:`` fails here, with advice); refused while an experiment is active."""
+    manager = build_exp_manager(exp_manager)
     raw = getattr(manager, "_default_uri_raw", None)
-    if raw:  # validate an explicit URI now (no side effects): e.g. file: fails at init with advice
+    if raw:
         from qlib_prefect.workflow._store import resolve_uri
 
         resolve_uri(raw, create=False)
     R.register(QlibRecorder(manager))
-
-
-register_init_hook(_on_init)

@@ -21,17 +21,16 @@ from typing import Any
 __all__ = ["experiment_exception_hook", "experiment_exit_handler", "is_installed"]
 
 logger = logging.getLogger("qlib_prefect.workflow")
-_state: dict[str, Any] = {"installed": False, "previous_hook": None}
+_state: dict[str, Any] = {"installed": False, "previous_hook": None, "recorder": None}
 _lock = threading.Lock()
 
 
 def _end_active(status: str) -> None:
-    from qlib_prefect.workflow import R
-
-    if not R.is_built():
+    rec = _state["recorder"]
+    if rec is None or not rec.is_built():
         return
     try:
-        R.end_exp(recorder_status=status)
+        rec.end_exp(recorder_status=status)
     except Exception as e:  # never mask the original exception / exit status
         logger.error("could not end the active recorder with status %s: %s", status, e)
 
@@ -48,9 +47,10 @@ def _at_exit() -> None:
     _end_active("FINISHED")
 
 
-def experiment_exit_handler() -> None:
-    """Install the excepthook and the atexit handler (idempotent)."""
+def experiment_exit_handler(recorder: Any) -> None:
+    """Install the excepthook and the atexit handler (idempotent); they end ``recorder``'s (``R``'s) active run."""
     with _lock:
+        _state["recorder"] = recorder
         if _state["installed"]:
             return
         if sys.excepthook is not experiment_exception_hook:

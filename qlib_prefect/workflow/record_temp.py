@@ -42,7 +42,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from qlib_prefect.backtest.freq import Freq
 from qlib_prefect.errors import ConfigError, DataError, LoadObjectError
 from qlib_prefect.model.signal_eval import calc_ic, calc_long_short_return
 from qlib_prefect.utils.placeholder import fill_placeholder
+
+if TYPE_CHECKING:
+    from qlib_prefect.workflow.protocol import RecorderProtocol
 
 __all__ = [
     "ACRecordTemp",
@@ -99,7 +102,7 @@ class RecordTemp:
     artifact_path: str | None = None
     depend_cls: type[RecordTemp] | None = None
 
-    def __init__(self, recorder: Any = None) -> None:
+    def __init__(self, recorder: RecorderProtocol | None = None) -> None:
         self._recorder = recorder
 
     @classmethod
@@ -108,7 +111,7 @@ class RecordTemp:
         return "/".join(p for p in (cls.artifact_path, path) if p is not None)
 
     @property
-    def recorder(self) -> Any:
+    def recorder(self) -> RecorderProtocol:
         if self._recorder is None:
             raise ValueError("This RecordTemp did not set recorder yet.")
         return self._recorder
@@ -156,7 +159,7 @@ class RecordTemp:
 class SignalRecord(RecordTemp):
     """Predict the test segment and save ``pred.pkl`` (+ the raw test label as ``label.pkl``)."""
 
-    def __init__(self, model: Any = None, dataset: Any = None, recorder: Any = None) -> None:
+    def __init__(self, model: Any = None, dataset: Any = None, recorder: RecorderProtocol | None = None) -> None:
         super().__init__(recorder=recorder)
         self.model = model
         self.dataset = dataset
@@ -209,7 +212,7 @@ def _is_dataset_h(dataset: Any) -> bool:
 class ACRecordTemp(RecordTemp):
     """Auto-checking record: skips when its dependencies are missing (or, with ``skip_existing``, when done)."""
 
-    def __init__(self, recorder: Any = None, skip_existing: bool = False) -> None:
+    def __init__(self, recorder: RecorderProtocol | None = None, skip_existing: bool = False) -> None:
         self.skip_existing = skip_existing
         super().__init__(recorder=recorder)
 
@@ -244,7 +247,7 @@ class SigAnaRecord(ACRecordTemp):
 
     def __init__(
         self,
-        recorder: Any = None,
+        recorder: RecorderProtocol | None = None,
         ana_long_short: bool = False,
         ann_scaler: int = 252,
         label_col: int = 0,
@@ -323,7 +326,7 @@ class PortAnaRecord(ACRecordTemp):
 
     def __init__(
         self,
-        recorder: Any = None,
+        recorder: RecorderProtocol | None = None,
         config: dict[str, Any] | None = None,
         risk_analysis_freq: list[str] | str | None = None,
         indicator_analysis_freq: list[str] | str | None = None,
@@ -468,7 +471,8 @@ class MultiPassPortAnaRecord(PortAnaRecord):
     depend_cls = SignalRecord
 
     def __init__(
-        self, recorder: Any = None, pass_num: int = 10, shuffle_init_score: bool = True, seed: int | None = 0,
+        self, recorder: RecorderProtocol | None = None, pass_num: int = 10, shuffle_init_score: bool = True,
+        seed: int | None = 0,
         **kwargs: Any,
     ) -> None:
         self.pass_num = pass_num

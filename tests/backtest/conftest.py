@@ -66,8 +66,7 @@ def region():
     """Switch the runtime region (trade_unit / limit_threshold / deal_price defaults); restored afterwards."""
 
     def _set(name: str) -> None:
-        runtime.init(region=name)
+        runtime.configure(region=name)
 
     yield _set
-    runtime.C.reset()
-    runtime._state.update(initialized=False, provider=None)
+    runtime.reset()

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlib_prefect.config import runtime
-from qlib_prefect.data import D
+from qlib_prefect.data import D, registry
 from qlib_prefect.data.provider import LocalProvider
 from qlib_prefect.errors import ConfigError, ExpressionError
 
@@ -19,8 +18,10 @@ META = json.loads((GOLD / "meta.json").read_text())
 
 
 @pytest.fixture(autouse=True)
-def _golden_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(runtime._state, "provider", LocalProvider(GOLD / "data"))
+def _golden_provider():
+    registry.set_provider(LocalProvider(GOLD / "data"))
+    yield
+    registry.set_provider(None)
 
 
 def test_calendar_slice_like_qlib() -> None:

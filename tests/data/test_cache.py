@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlib_prefect.config import runtime
 from qlib_prefect.data import cache as hcache
+from qlib_prefect.data import registry
 from qlib_prefect.data.base import MemoryProvider
 from qlib_prefect.data.dataset import DatasetH
 from qlib_prefect.data.handler import Alpha158, DataHandlerLP
@@ -32,9 +32,9 @@ def make_provider(seed: int = 1, bump: float = 0.0) -> MemoryProvider:
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("QLIB_PREFECT_HOME", str(tmp_path))
     monkeypatch.delenv(hcache.ENV_DISABLE, raising=False)
-    runtime.set_provider(make_provider())
+    registry.set_provider(make_provider())
     yield tmp_path
-    runtime.set_provider(None)
+    registry.set_provider(None)
 
 
 CFG = {
@@ -82,12 +82,12 @@ def test_changed_config_or_data_misses(home) -> None:
     other = json.loads(json.dumps(CFG))
     other["kwargs"]["end_time"] = "2020-04-09"
     assert not build(other).cache_hit
-    runtime.set_provider(make_provider(bump=0.5))  # same shapes, different values -> other fingerprint
+    registry.set_provider(make_provider(bump=0.5))  # same shapes, different values -> other fingerprint
     h = build()
     assert not h.cache_hit
     assert len(entries(home)) == 3
     # equivalent spelling of the same config hits (dates normalised, key order irrelevant)
-    runtime.set_provider(make_provider())
+    registry.set_provider(make_provider())
     same = json.loads(json.dumps(CFG))
     same["kwargs"] = dict(reversed(list(same["kwargs"].items())))
     same["kwargs"]["start_time"] = datetime.date(2020, 2, 3)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qlib_prefect.config import runtime
+from qlib_prefect.data import registry
 from qlib_prefect.data.base import MemoryProvider
 from qlib_prefect.data.handler import (
     Alpha158,
@@ -46,9 +46,9 @@ def make_provider(n_days: int = 90, n_inst: int = 6, seed: int = 1) -> MemoryPro
 @pytest.fixture
 def provider():
     p = make_provider()
-    runtime.set_provider(p)
+    registry.set_provider(p)
     yield p
-    runtime.set_provider(None)
+    registry.set_provider(None)
 
 
 def alpha158(**kw):

@@ -157,6 +157,30 @@ def test_eval_history_logged_to_the_active_run(active_run) -> None:
     assert len(active_run.get_metric_history("l2.valid")) == len(model.evals_result_["valid"]["l2"]) + 1000
 
 
+def test_eval_history_logged_to_a_run_of_r_built_on_first_use(tmp_path) -> None:
+    """No ``init()``: R is built by ``R.start`` from ``C`` and installs itself as the models' metrics source."""
+    from qlib_prefect.config import runtime
+    from qlib_prefect.model.base import active_metrics_logger
+    from qlib_prefect.workflow import R
+
+    R.reset()
+    runtime.configure(exp_manager={"class": "MLflowExpManager",
+                                   "kwargs": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}})  # C only, R untouched
+    assert not R.is_built() and active_metrics_logger() is None
+    try:
+        with R.start(experiment_name="lazy"):
+            rec = R.get_recorder()
+            assert active_metrics_logger().id == rec.id
+            model = LGBModel(num_leaves=7, num_threads=1, early_stopping_rounds=5)
+            model.fit(make_dataset(make_frame(seed=3), SEGMENTS), num_boost_round=30)
+        assert active_metrics_logger() is None  # the run ended
+        hist = rec.get_metric_history("l2.valid")
+        assert [m.value for m in hist] == pytest.approx(model.evals_result_["valid"]["l2"], rel=1e-12)
+    finally:
+        R.reset()
+        runtime.reset()
+
+
 def test_fit_without_active_run_logs_nothing_and_builds_no_store() -> None:
     from qlib_prefect.workflow import R
 

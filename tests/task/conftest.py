@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from task_golden import GOLD, GOLDENS
 
-from qlib_prefect.config import runtime
+from qlib_prefect.data import registry
 from qlib_prefect.data.provider import LocalProvider
 
 _providers: dict[str, LocalProvider] = {}
@@ -22,8 +22,8 @@ def use_variant() -> Iterator[Callable[[str], Path]]:
         path = GOLD / GOLDENS["variants"][variant]["data"]
         if variant not in _providers:
             _providers[variant] = LocalProvider(path)
-        runtime.set_provider(_providers[variant])
+        registry.set_provider(_providers[variant])
         return path
 
     yield _use
-    runtime.set_provider(None)
+    registry.set_provider(None)

@@ -12,11 +12,11 @@ import pytest
 
 import qlib_prefect
 from qlib_prefect.backtest.analysis import risk_analysis
-from qlib_prefect.config.runtime import set_provider
 from qlib_prefect.data.base import MemoryProvider
 from qlib_prefect.data.dataset import DatasetH
 from qlib_prefect.data.handler import DataHandlerLP
 from qlib_prefect.data.loader import StaticDataLoader
+from qlib_prefect.data.registry import set_provider
 from qlib_prefect.errors import ConfigError, LoadObjectError
 from qlib_prefect.model.gbdt import LGBModel
 from qlib_prefect.model.signal_eval import calc_ic
@@ -124,7 +124,7 @@ def test_port_ana_record_matches_what_real_qlib_recorded(store_uri: str) -> None
             out = MultiPassPortAnaRecord(recorder=rec, config=copy.deepcopy(expected["config"]), pass_num=3)._generate()
             assert (out["multi_pass_port_analysis_1day.pkl"]["std"] > 0).all()
     finally:
-        runtime._state.update(initialized=False, provider=None)
+        runtime.reset()
 
 
 def test_dependency_check_skip_and_load_fallback(rec, caplog) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qlib_prefect.data.base import FieldData
+from qlib_prefect.data.base import FieldData, Provider
 from qlib_prefect.data.expression.ops import OPERATORS, Panel
 from qlib_prefect.data.expression.parser import Const, Expression, Feature, Op, parse
 from qlib_prefect.data.heap import heap_reuse
@@ -164,7 +164,7 @@ class Evaluator:
     """
 
     def __init__(
-        self, provider: Any, codes: Sequence[str], *, cache_bytes: int = 1 << 30, query_start: int = 0
+        self, provider: Provider, codes: Sequence[str], *, cache_bytes: int = 1 << 30, query_start: int = 0
     ) -> None:
         self.provider = provider
         self.codes = [str(c) for c in codes]
@@ -508,7 +508,7 @@ def _align(cal: pd.DatetimeIndex, start: Any, end: Any) -> tuple[int, int]:
 
 
 def compute_features(
-    provider: Any,
+    provider: Provider,
     instruments: Any,
     exprs: list[str],
     names: list[str] | None = None,
