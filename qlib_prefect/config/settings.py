@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     mlflow_uri: str | None = None
     mongo_url: str = "mongodb://localhost:27017/"
     mongo_db: str = "default_task_db"
+    #: ``QLIB_PREFECT_VERIFY_CONTENT=1``: hash every data file and cached artifact in full on every use instead of
+    #: trusting (size, mtime, ctime, inode) stamps (slower; for shared or untrusted data directories)
+    verify_content: bool = False
 
 
 def get_settings() -> Settings:

