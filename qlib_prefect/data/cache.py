@@ -38,6 +38,8 @@ import pandas as pd
 
 # one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
 from qlib_prefect.config.hashing import canonical_hash, canonical_json, describe
+from qlib_prefect.utils.owner import remove_stale
+from qlib_prefect.utils.owner import token as owner_token
 
 __all__ = [
     "ENV_DISABLE",
@@ -231,7 +233,8 @@ def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
     """
     root = handler_cache_dir()
     final = root / key
-    tmp = root / f".tmp-{key[:16]}-{uuid.uuid4().hex}"
+    remove_stale(root)  # temp folders of killed writers
+    tmp = root / f".tmp-{key[:16]}-{owner_token()}-{uuid.uuid4().hex[:8]}"  # the owner: for `qlib-prefect gc`
     written: dict[str, pd.DataFrame] = {}
     try:
         tmp.mkdir(parents=True)

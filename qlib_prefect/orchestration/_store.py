@@ -29,13 +29,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from qlib_prefect.utils.owner import OWNER_FILE as OWNER_MARKER
+from qlib_prefect.utils.owner import remove_stale
 from qlib_prefect.utils.owner import token as owner_token
 
 __all__ = ["COMPLETE_MARKER", "MANIFEST", "OWNER_MARKER", "ContentStore", "StoreEntry", "file_crc"]
 
 COMPLETE_MARKER = "_COMPLETE"
 MANIFEST = "manifest.json"
-OWNER_MARKER = ".owner"
 ARTIFACTS = "artifacts"
 log = logging.getLogger(__name__)
 _verified: dict[str, tuple] = {}  # entry path -> stat stamp of its files when their CRCs last matched
@@ -157,6 +158,7 @@ class ContentStore:
         """
         final = self.path(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(final.parent)  # temp folders of killed builders
         tmp = final.parent / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         (tmp / ARTIFACTS).mkdir()

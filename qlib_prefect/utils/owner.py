@@ -1,4 +1,4 @@
-"""Process ownership tokens: ``<pid>-<start time>`` names a live process unambiguously (pids are reused).
+"""Process ownership tokens: ``p<pid>-<start time>`` names a live process unambiguously (pids are reused).
 
 Temporary folders and journals carry the token of the process that made them, so a later process can tell a
 folder of a live writer from the leftover of a killed one (qlib has no such sweep; we add it for crash safety).
@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import time
+from pathlib import Path
 
-__all__ = ["is_alive", "parse_token", "token"]
+__all__ = ["OWNER_FILE", "is_alive", "parse_token", "remove_stale", "stale_children", "token"]
 
-_TOKEN = re.compile(r"(\d+)-(\d+)")
+#: a file inside a temporary folder holding its owner's token (when the folder name cannot carry it)
+OWNER_FILE = ".owner"
+_LEGACY_STALE_SECONDS = 3600.0
+
+_TOKEN = re.compile(r"p(\d+)-(\d+)")
 
 
 def _start_time(pid: int) -> int | None:
@@ -32,9 +39,9 @@ def _start_time(pid: int) -> int | None:
 
 
 def token(pid: int | None = None) -> str:
-    """``<pid>-<start time>`` of ``pid`` (default: this process); start time 0 where ``/proc`` is absent."""
+    """``p<pid>-<start time>`` of ``pid`` (default: this process); start time 0 where ``/proc`` is absent."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}-{_start_time(pid) or 0}"
+    return f"p{pid}-{_start_time(pid) or 0}"
 
 
 def parse_token(text: str) -> tuple[int, int] | None:
@@ -59,3 +66,40 @@ def is_alive(tok: str) -> bool:
     except PermissionError:  # pragma: no cover - alive, owned by another user
         return True
     return not os.path.exists("/proc/self")  # /proc exists but has no entry: gone
+
+
+def _owner_of(path: Path) -> str | None:
+    try:
+        return (path / OWNER_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        pass
+    return path.name if parse_token(path.name) else None
+
+
+def stale_children(folder: Path, prefixes: tuple[str, ...] = (".tmp-", ".old-")) -> list[Path]:
+    """Sub-folders of ``folder`` named with one of ``prefixes`` that no live process owns (owner from an
+    :data:`OWNER_FILE` or a token in the name; a folder naming no owner is stale after an hour)."""
+    try:
+        children = [p for p in Path(folder).iterdir() if p.name.startswith(prefixes) and p.is_dir()]
+    except OSError:
+        return []
+    now = time.time()
+    out = []
+    for p in sorted(children):
+        owner = _owner_of(p)
+        try:
+            if (not is_alive(owner)) if owner is not None else now - p.stat().st_mtime > _LEGACY_STALE_SECONDS:
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def remove_stale(folder: Path, prefixes: tuple[str, ...] = (".tmp-", ".old-")) -> list[Path]:
+    """Delete :func:`stale_children` of ``folder``; the removed folders."""
+    removed = []
+    for p in stale_children(folder, prefixes):
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+    return removed
