@@ -29,6 +29,7 @@ from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
+from qlib_prefect.utils.redaction import redact
 
 __all__ = ["SAMPLE_DIR_ENV", "current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
 
@@ -275,7 +276,7 @@ def _workflow(
         latest = _publish_task(refs, recorder.id, recorder.uri)
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
-        recorder.save_objects(config=cfg.raw)
+        recorder.save_objects(config=redact(cfg.raw))  # no credentials in artifacts
         _prefect_artifact(summary)
     except BaseException:
         _CURRENT.reset(token)

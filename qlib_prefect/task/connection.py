@@ -15,6 +15,7 @@ from typing import Any
 
 from qlib_prefect.config.runtime import C
 from qlib_prefect.errors import QlibPrefectError
+from qlib_prefect.utils.redaction import redact_uri
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "TaskPoolError", "get_mongodb", "mongo_config", "unreachable", "wrap_errors"]
 
@@ -67,7 +68,8 @@ def get_mongodb() -> Any:
 
 def unreachable(what: str, e: Exception) -> TaskPoolError:
     cfg = mongo_config()
-    return TaskPoolError(f"{what}: cannot reach MongoDB at {cfg['task_url']} (database {cfg['task_db_name']!r}): {e}")
+    url, err = redact_uri(cfg["task_url"]), redact_uri(str(e))  # no password in error messages
+    return TaskPoolError(f"{what}: cannot reach MongoDB at {url} (database {cfg['task_db_name']!r}): {err}")
 
 
 def wrap_errors(fn: Callable[[], Any], what: str) -> Any:

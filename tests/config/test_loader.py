@@ -168,15 +168,18 @@ def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config(ACCEPTANCE).qlib_init["provider_uri"] == "/from/environ"
 
 
-def test_undefined_variables_render_empty_and_warn(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_undefined_variables_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """qrun renders an undefined variable as '' (provider_uri silently became the current directory): here it is
+    an error naming the file and every undefined variable; a default() still works (issue 15 item 12)."""
     monkeypatch.delenv("QREF_DATA", raising=False)
     monkeypatch.delenv("QREF_MLFLOW_URI", raising=False)
-    with pytest.warns(ConfigWarning, match="undefined template variable.*QREF_DATA, QREF_MLFLOW_URI"):
-        cfg = load_config(ACCEPTANCE)
-    assert cfg.qlib_init["provider_uri"] == ""
-    assert any("QREF_DATA" in w for w in cfg.warnings)
-    text, undefined = render_template("a: {{ A | default(5) }}\nb: '{{ B }}'\n", env={})
-    assert text == "a: 5\nb: ''\n" and undefined == ["B"]
+    with pytest.raises(ConfigError, match=r"undefined template variable\(s\) QREF_DATA, QREF_MLFLOW_URI") as ei:
+        load_config(ACCEPTANCE)
+    assert ACCEPTANCE.name in str(ei.value)
+    text, undefined = render_template("a: {{ A | default(5) }}\n", env={})
+    assert text == "a: 5\n" and undefined == []
+    with pytest.raises(ConfigError, match="B"):
+        render_template("b: '{{ B }}'\n", env={}, source="x.yaml")
 
 
 def test_template_errors(tmp_path: Path) -> None:
