@@ -11,7 +11,9 @@ Each problem is reported with its key path through ``error(parts, message)`` (th
   (with or without ``$``) or an expression with a ``$field`` (``midpoint`` silently meant ``close``); the
   backtest range lies inside the ``test`` segment (outside it there are no predictions and the excess return is
   minus the benchmark);
-* ``qlib_init.exp_manager.kwargs.uri``: a known scheme.
+* ``qlib_init.exp_manager.kwargs.uri``: a known scheme;
+* ``LGBModel`` kwargs: LightGBM's numeric parameters (and their aliases) are numbers (``learning_rate: fast``
+  ended in ``LightGBMError: Unknown token fast in data file``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,33 @@ _URI_SCHEMES = frozenset({"", "file", "sqlite", "postgresql", "mysql", "mssql", 
 
 Report = Callable[[tuple, str], None]
 
+#: LightGBM parameters that take a number (canonical names; aliases via the alias table)
+_LGB_NUMERIC = ("learning_rate", "num_leaves", "max_depth", "num_iterations", "min_data_in_leaf",
+                "min_sum_hessian_in_leaf", "bagging_fraction", "bagging_freq", "feature_fraction", "lambda_l1",
+                "lambda_l2", "min_gain_to_split", "max_bin", "num_threads", "seed", "early_stopping_round",
+                "max_delta_step", "extra_seed", "bagging_seed", "feature_fraction_seed")
+
+
+def _lgb_numeric_names() -> set[str]:
+    from qlib_prefect.config._lightgbm_params import LIGHTGBM_PARAM_ALIASES
+
+    names = set(_LGB_NUMERIC) | {"num_boost_round", "early_stopping_rounds"}
+    for n in _LGB_NUMERIC:
+        names.update(LIGHTGBM_PARAM_ALIASES.get(n, ()))
+    return names
+
+
+def _check_lgb(model: Any, error: Report) -> None:
+    if _cls_name(model) != "LGBModel" or not isinstance(model, Mapping):
+        return
+    kw = model.get("kwargs")
+    if not isinstance(kw, Mapping):
+        return
+    numeric = _lgb_numeric_names()
+    for k, v in kw.items():
+        if k in numeric and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            error(("task", "model", "kwargs", k), f"LightGBM parameter {k!r} takes a number, got {v!r}")
+
 
 def _cls_name(node: Any) -> str:
     if isinstance(node, Mapping):
@@ -45,10 +74,13 @@ def _date(v: Any) -> pd.Timestamp | None:
 
 def _check_segments(dataset: Any, error: Report) -> dict[str, tuple]:
     out: dict[str, tuple] = {}
-    seg = dataset.get("kwargs", {}).get("segments") if isinstance(dataset, Mapping) else None
+    kwargs = dataset.get("kwargs") if isinstance(dataset, Mapping) else None
+    seg = kwargs.get("segments") if isinstance(kwargs, Mapping) else None
+    parts = ("task", "dataset", "kwargs", "segments")
+    if seg is not None and not isinstance(seg, Mapping):
+        error(parts, f"expected a mapping of segment name -> [start, end], got {type(seg).__name__}")
     if not isinstance(seg, Mapping):
         return out
-    parts = ("task", "dataset", "kwargs", "segments")
     for name, val in seg.items():
         if not isinstance(val, (list, tuple)) or len(val) != 2:
             error((*parts, name), f"a segment is [start, end], got {val!r}")
@@ -112,6 +144,7 @@ def check_semantics(raw: Mapping[str, Any], error: Report) -> None:
     """Report every meaning problem of a merged config through ``error(key_path, message)``."""
     task = raw.get("task")
     if isinstance(task, Mapping):
+        _check_lgb(task.get("model"), error)
         segments = _check_segments(task.get("dataset"), error)
         rec = task.get("record")
         recs = rec if isinstance(rec, list) else ([] if rec is None else [rec])
