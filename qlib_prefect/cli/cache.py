@@ -72,16 +72,10 @@ def _home() -> Any:
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     from qlib_prefect.orchestration.housekeeping import stale_temp_dirs, sweep_temp_dirs
-    from qlib_prefect.workflow._store import get_client, resolve_uri, sqlite_path
-    from qlib_prefect.workflow.sweeper import dangling_runs, mark_dangling_runs
+    from qlib_prefect.workflow.sweeper import sweep_store
 
     home = _home()
-    uri = resolve_uri(args.uri, create=False)
-    db = sqlite_path(uri)
-    runs: list[str] = []
-    if db is None or db.exists():
-        client = get_client(uri)
-        runs = mark_dangling_runs(client) if args.fix else [r.info.run_id for r in dangling_runs(client)]
+    runs = sweep_store(args.uri, fix=args.fix)
     if args.fix:
         temps, freed = sweep_temp_dirs(home)
     else:

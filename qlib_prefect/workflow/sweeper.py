@@ -18,7 +18,7 @@ from typing import Any
 
 from qlib_prefect.utils.owner import is_alive
 
-__all__ = ["HOST_TAG", "OWNER_TAG", "dangling_runs", "mark_dangling_runs", "owner_tags"]
+__all__ = ["HOST_TAG", "OWNER_TAG", "dangling_runs", "mark_dangling_runs", "owner_tags", "sweep_store"]
 
 OWNER_TAG = "qlib_prefect.owner"
 HOST_TAG = "qlib_prefect.host"
@@ -64,3 +64,18 @@ def mark_dangling_runs(client: Any, experiment_ids: Sequence[str] | None = None)
             continue
         done.append(rid)
     return done
+
+
+def sweep_store(uri: str | None = None, *, fix: bool) -> list[str]:
+    """Ids of the dangling runs of the store ``uri`` (default: the default store), marked ``KILLED`` with ``fix``.
+
+    A SQLite store that does not exist yet has none (it is not created).
+    """
+    from qlib_prefect.workflow._store import get_client, resolve_uri, sqlite_path
+
+    uri = resolve_uri(uri, create=False)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return []
+    client = get_client(uri)
+    return mark_dangling_runs(client) if fix else [r.info.run_id for r in dangling_runs(client)]
