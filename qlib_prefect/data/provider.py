@@ -6,8 +6,10 @@ Fields are read with one ``read`` per (instrument, field) file straight into a p
 calendar file changes (an append), or explicitly with :meth:`LocalProvider.refresh`.
 
 :func:`fingerprint_dir` hashes every calendar, instrument and feature file; per-file hashes are cached
-in a manifest keyed by ``(path, size, mtime_ns, inode)`` (in memory and under
-``$QLIB_PREFECT_HOME/fingerprints/``), so calling it again only stats the files.
+in a manifest keyed by ``(path, size, mtime_ns, ctime_ns, inode)`` (in memory and under
+``$QLIB_PREFECT_HOME/fingerprints/``), so calling it again only stats the files. The ctime cannot be set back
+by a user (``touch``/``os.utime`` restore only the mtime), so an in-place edit that keeps size and mtime is seen.
+``QLIB_PREFECT_VERIFY_CONTENT=1`` (settings ``verify_content``) hashes every file in full on every call.
 
 Example:
     >>> p = LocalProvider("~/.qlib/qlib_data/cn_data")  # doctest: +SKIP
@@ -87,7 +89,7 @@ class LocalProvider:
         p = calendar_path(self.path, self.freq)
         try:
             st = p.stat()
-            stamp: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ino)
+            stamp: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         except OSError:
             stamp = None
         if stamp != self._stamp:
@@ -221,14 +223,21 @@ def _scan(root: str) -> list[tuple[str, os.stat_result]]:
     return out
 
 
+def _verify_content() -> bool:
+    from qlib_prefect.config.settings import get_settings
+
+    return get_settings().verify_content
+
+
 def fingerprint_dir(path: str | Path) -> str:
     """A 16-hex-digit content fingerprint of a qlib data directory.
 
     Covers ``calendars/*.txt``, ``instruments/*.txt`` and ``features/*/*.bin`` (names and bytes); any
     change (e.g. an appended date) changes it. Per-file hashes are reused while a file's
-    ``(size, mtime_ns, inode)`` is unchanged.
+    ``(size, mtime_ns, ctime_ns, inode)`` is unchanged (never with settings ``verify_content``).
     """
     root = str(Path(path).expanduser().resolve())
+    verify = _verify_content()
     if not os.path.isdir(root):
         raise DataFormatError(f"{root}: data directory not found")
     with _MLOCK:
@@ -246,10 +255,10 @@ def fingerprint_dir(path: str | Path) -> str:
         changed = False
         total = hashlib.blake2b(digest_size=16)
         for rel, st in entries:
-            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
             old = manifest.get(rel)
-            if old is not None and old[:3] == key:
-                h = old[3]
+            if not verify and old is not None and old[:4] == key:
+                h = old[4]
             else:
                 with open(os.path.join(root, rel), "rb") as fp:
                     h = hashlib.blake2b(fp.read(), digest_size=16).hexdigest()
@@ -281,7 +290,8 @@ def fingerprint_until(path: str | Path, until: Any, *, freq: str = "day") -> str
     ``until`` (ends clipped to it) and, per feature file starting by ``until``, its name, start index and the
     values up to ``until``. Appending dates (calendar, values, instrument ends) after ``until`` or adding an
     instrument whose data starts after it leaves the digest unchanged; any change at or before ``until``
-    changes it. Per-file prefix hashes are reused while a file's ``(size, mtime_ns, inode)`` is unchanged.
+    changes it. Per-file prefix hashes are reused while a file's ``(size, mtime_ns, ctime_ns, inode)`` is
+    unchanged (never with settings ``verify_content``).
     """
     root = str(Path(path).expanduser().resolve())
     if not os.path.isdir(root):
@@ -291,6 +301,7 @@ def fingerprint_until(path: str | Path, until: Any, *, freq: str = "day") -> str
     except (TypeError, ValueError):
         raise DataFormatError(f"fingerprint(until={until!r}): not a date") from None
     cal = read_calendar(root, freq, False)
+    verify = _verify_content()
     n = int(cal.searchsorted(t, side="right"))  # number of calendar dates <= until
     total = hashlib.blake2b(digest_size=16)
     total.update(f"until-v1\n{freq}\n".encode())
@@ -312,8 +323,8 @@ def fingerprint_until(path: str | Path, until: Any, *, freq: str = "day") -> str
     for rel, st in _scan(root):
         if not (rel.startswith("features/") and rel.endswith(suffix)):
             continue
-        ck = (root, rel, st.st_size, st.st_mtime_ns, st.st_ino, n)
-        h = _PREFIX_HASHES.get(ck)
+        ck = (root, rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, n)
+        h = None if verify else _PREFIX_HASHES.get(ck)
         if h is None:
             with open(os.path.join(root, rel), "rb") as fp:
                 head = fp.read(4)

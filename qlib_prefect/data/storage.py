@@ -11,6 +11,12 @@ LPT0-9) get the prefix ``_qlib_`` (qlib's ``code_to_fname``). Every writer here 
 the same folder, then ``os.replace``); every reader raises :class:`~qlib_prefect.errors.DataFormatError`
 naming the file and line at fault.
 
+Multi-file changes (``data import --append``) go through a :class:`Transaction`: new versions of every changed
+file are written into ``<root>/.txn-<owner>/``, a journal ``<root>/.txn-journal`` listing them is renamed into
+place (the commit point), then each file is renamed over its original and the journal removed. Readers call
+:func:`recover` (done by :func:`read_calendar`): a journal left by a killed writer is rolled forward, a staging
+folder without a journal whose owner is gone is deleted, so the directory reads exactly as before or after.
+
 Example:
     >>> import tempfile, pandas as pd, numpy as np
     >>> root = Path(tempfile.mkdtemp())
@@ -22,7 +28,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,11 +40,13 @@ import numpy as np
 import pandas as pd
 
 from qlib_prefect.errors import DataFormatError
+from qlib_prefect.utils.owner import is_alive, token
 
 __all__ = [
     "BIN_DTYPE",
     "FNAME_PREFIX",
     "Spans",
+    "Transaction",
     "append_bin",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -54,6 +65,7 @@ __all__ = [
     "read_bin",
     "read_calendar",
     "read_instruments",
+    "recover",
     "write_bin",
     "write_calendar",
     "write_instruments",
@@ -78,7 +90,7 @@ def code_to_fname(code: str) -> str:
 
 def fname_to_code(fname: str) -> str:
     """Feature directory name -> instrument code (prefix stripped, case as stored on disk)."""
-    return fname[len(FNAME_PREFIX):] if fname.startswith(FNAME_PREFIX) else fname
+    return fname[len(FNAME_PREFIX) :] if fname.startswith(FNAME_PREFIX) else fname
 
 
 def calendar_path(root: str | Path, freq: str = "day", future: bool = False) -> Path:
@@ -153,6 +165,7 @@ def parse_calendar_text(text: str, source: str = "<calendar>") -> pd.DatetimeInd
 
 def read_calendar(root: str | Path, freq: str = "day", future: bool = False) -> pd.DatetimeIndex:
     """The trading calendar. ``future=True`` reads ``<freq>_future.txt`` if present, else the normal one."""
+    recover(root)
     path = calendar_path(root, freq, future)
     if future and not path.exists():
         path = calendar_path(root, freq, False)
@@ -181,9 +194,7 @@ def list_markets(root: str | Path) -> list[str]:
     return sorted(p.stem for p in d.glob("*.txt")) if d.is_dir() else []
 
 
-def read_instruments(
-    root: str | Path, market: str = "all", calendar: pd.DatetimeIndex | None = None
-) -> Spans:
+def read_instruments(root: str | Path, market: str = "all", calendar: pd.DatetimeIndex | None = None) -> Spans:
     """``{code: [(start, end), ...]}`` from ``instruments/<market>.txt`` (codes as written in the file).
 
     With ``calendar`` given, a span lying entirely outside the calendar is an error; spans that overlap it
@@ -301,16 +312,20 @@ def write_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float]
     atomic_write_bytes(path, arr.tobytes())
 
 
-def append_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float]) -> None:
+def append_bin(
+    path: str | Path, start: int, values: np.ndarray | Sequence[float], *, out: str | Path | None = None
+) -> None:
     """Extend a feature file so that ``values`` sit at calendar positions ``start, start+1, ...``.
 
     Existing bytes are kept identical; positions between the old end and ``start`` are NaN. A missing file
-    is created. ``start`` must lie after the stored end (history is never rewritten).
+    is created. ``start`` must lie after the stored end (history is never rewritten). ``out`` writes the result
+    there instead of over ``path`` (a :class:`Transaction`'s staged copy).
     """
     path = Path(path)
+    out = path if out is None else Path(out)
     vals = np.asarray(values, dtype=np.float64).astype(BIN_DTYPE)
     if not path.exists() or path.stat().st_size < 8:
-        write_bin(path, start, vals)
+        write_bin(out, start, vals)
         return
     raw = path.read_bytes()
     s0, old = decode_bin(path, raw, None)
@@ -318,7 +333,7 @@ def append_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float
     if start <= end:
         raise DataFormatError(f"{path}: cannot append at calendar index {start}: data already stored up to {end}")
     pad = np.full(start - end - 1, np.nan, dtype=BIN_DTYPE)
-    atomic_write_bytes(path, raw + pad.tobytes() + vals.tobytes())
+    atomic_write_bytes(out, raw + pad.tobytes() + vals.tobytes())
 
 
 def list_codes(root: str | Path) -> list[str]:
@@ -342,3 +357,87 @@ def list_fields(root: str | Path, freq: str = "day") -> set[str]:
                 if f.name.endswith(suffix):
                     out.add(f.name[: -len(suffix)])
     return out
+
+
+# ----------------------------------------------------------------------------------------------- transactions
+_JOURNAL = ".txn-journal"
+_STAGING = ".txn-"
+
+
+class Transaction:
+    """All-or-nothing change of several files of a data directory (see the module docstring).
+
+    Writers take :attr:`staging` as their root (``write_calendar(tx.staging, ...)``) or :meth:`staged` paths;
+    :meth:`commit` publishes every staged file at once; leaving the ``with`` block on an error discards them.
+    """
+
+    def __init__(self, *, root: str | Path) -> None:
+        self.root = Path(root)
+        self.staging = self.root / f"{_STAGING}{token()}"
+
+    def __enter__(self) -> Transaction:
+        recover(self.root)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def staged(self, path: str | Path) -> Path:
+        """The staged counterpart of ``path`` (a file under :attr:`root`); its folder is created."""
+        out = self.staging / Path(path).relative_to(self.root)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def commit(self) -> None:
+        """Write the journal (the commit point), move every staged file into place, remove the journal."""
+        files = sorted(str(Path(d, f).relative_to(self.staging)) for d, _, fs in os.walk(self.staging) for f in fs)
+        journal = {"staging": self.staging.name, "files": files}
+        atomic_write_text(self.root / _JOURNAL, json.dumps(journal))
+        _fsync_dir(self.root)
+        _roll_forward(self.root, journal)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _roll_forward(root: Path, journal: dict) -> None:
+    staging = root / journal["staging"]
+    for rel in journal["files"]:
+        src = staging / rel
+        if src.exists():  # absent: moved already (a previous, interrupted roll-forward)
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, root / rel)
+    for d in sorted({(root / rel).parent for rel in journal["files"]}):
+        _fsync_dir(d)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(root / _JOURNAL)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover(root: str | Path) -> None:
+    """Finish a transaction a killed writer committed; drop staging folders of dead writers that did not."""
+    root = Path(root)
+    journal_path = root / _JOURNAL
+    if journal_path.exists():
+        try:
+            journal = json.loads(journal_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            journal = None  # the journal is written atomically: unreadable means another process just removed it
+        if journal is not None:
+            _roll_forward(root, journal)
+    try:
+        entries = [e for e in os.scandir(root) if e.name.startswith(_STAGING) and e.name != _JOURNAL]
+    except OSError:
+        return
+    for e in entries:
+        if e.is_dir() and not is_alive(e.name[len(_STAGING) :]):
+            shutil.rmtree(e.path, ignore_errors=True)

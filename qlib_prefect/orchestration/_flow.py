@@ -29,6 +29,7 @@ from qlib_prefect.orchestration._settings import abort_after_interrupt
 from qlib_prefect.orchestration._stages import RunContext, clear_memo, dataset_users, get_dataset, release, run_stage
 from qlib_prefect.orchestration._store import ContentStore
 from qlib_prefect.tweaks.prefect_server import expect_task_runs
+from qlib_prefect.utils.redaction import redact
 
 __all__ = ["current_recorder", "plan_workflow", "qlib_workflow", "run_workflow"]
 
@@ -195,7 +196,7 @@ def _workflow(
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         summary["report_url"] = report_link(recorder) if report is not None else None
-        recorder.save_objects(config=cfg.raw)
+        recorder.save_objects(config=redact(cfg.raw))  # no credentials in artifacts
         prefect_artifact(summary, key="qlib-workflow-results", title="qlib workflow results")
     except BaseException as e:
         abort_after_interrupt(e, flow_run_id)  # CLI: do not wait minutes for stage threads after Ctrl-C

@@ -56,6 +56,7 @@ class StoreRecorder:
                 "You can choose only one of `local_path`(save the files in a path) or `kwargs`(pass in the objects "
                 "directly)"
             )
+        _check_names(artifact_path, *kwargs)
         base = self.artifact_dir / artifact_path if artifact_path else self.artifact_dir
         base.mkdir(parents=True, exist_ok=True)
         if local_path is not None:
@@ -160,3 +161,15 @@ class StoreRecorder:
     def list_tags(self) -> dict[str, str]:
         with self._lock:
             return dict(self._tags)
+
+
+def _check_names(*names: str | None) -> None:
+    """Refuse artifact names that would leave the entry (absolute, ``..``, a drive): like the MLflow recorder."""
+    from qlib_prefect.errors import RecorderError
+
+    for name in names:
+        if name is None:
+            continue
+        parts = str(name).replace("\\", "/").split("/")
+        if str(name).startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise RecorderError(f"save_objects: artifact name {name!r} must be a relative path without '..'")

@@ -5,26 +5,57 @@ An entry is a directory holding ``artifacts/`` (files under their qlib artifact 
 ``meta.json``. It is built in a temporary sibling directory and renamed into place; the marker file
 ``_COMPLETE`` is written last, so an interrupted or failed stage never leaves an entry a later run could take
 for done. Incomplete directories are ignored (and replaced on the next build).
+
+Before ``_COMPLETE`` the build writes ``manifest.json`` (every file's path, size and CRC32). An entry is served
+(:meth:`ContentStore.exists` / :meth:`~ContentStore.get`) only while its files match the manifest: a deleted,
+truncated or edited file makes the entry a cache miss -- it is deleted and its stage recomputes -- never an
+incomplete published run. CRCs are checked once per process while the files' (size, mtime, ctime) stay the
+same, on every use with settings ``verify_content``. Temporary folders hold an ``.owner`` file naming the building
+process (:mod:`qlib_prefect.utils.owner`), so ``qlib-prefect gc`` removes only those of dead processes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from qlib_prefect.utils import tempdirs
+from qlib_prefect.utils.owner import OWNER_FILE as OWNER_MARKER
+from qlib_prefect.utils.owner import remove_stale
+from qlib_prefect.utils.owner import token as owner_token
 
-__all__ = ["COMPLETE_MARKER", "ContentStore", "StoreEntry"]
+__all__ = ["COMPLETE_MARKER", "MANIFEST", "OWNER_MARKER", "ContentStore", "StoreEntry", "file_crc"]
 
 COMPLETE_MARKER = "_COMPLETE"
+MANIFEST = "manifest.json"
 ARTIFACTS = "artifacts"
+log = logging.getLogger(__name__)
+_verified: dict[str, tuple] = {}  # entry path -> stat stamp of its files when their CRCs last matched
+_verified_lock = threading.Lock()
+
+
+def file_crc(path: Path) -> int:
+    """CRC32 of a file's bytes (read in 8 MiB blocks)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _entry_files(folder: Path) -> list[Path]:
+    skip = {COMPLETE_MARKER, MANIFEST, OWNER_MARKER}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in skip)
 
 
 class StoreEntry:
@@ -93,8 +124,16 @@ class ContentStore:
         return self.root / stage / key
 
     def exists(self, stage: str, key: str) -> bool:
-        """True only for a complete entry (marker present)."""
-        return (self.path(stage, key) / COMPLETE_MARKER).is_file()
+        """True only for a complete entry whose files match its manifest (a damaged entry is deleted)."""
+        path = self.path(stage, key)
+        if not (path / COMPLETE_MARKER).is_file():
+            return False
+        problem = _manifest_problem(path)
+        if problem is None:
+            return True
+        log.warning("content store: entry %s/%s is damaged (%s); it is recomputed", stage, key[:16], problem)
+        self.delete(stage, key)
+        return False
 
     def get(self, stage: str, key: str) -> StoreEntry | None:
         return StoreEntry(path=self.path(stage, key), stage=stage, key=key) if self.exists(stage, key) else None
@@ -120,14 +159,19 @@ class ContentStore:
         """
         final = self.path(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(final.parent)  # temp folders of killed builders
         tmp = final.parent / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         tempdirs.register(tmp)
         (tmp / ARTIFACTS).mkdir()
         try:
+            (tmp / OWNER_MARKER).write_text(owner_token(), encoding="utf-8")
             yield tmp
             info = {"stage": stage, "key": key, "created": time.time(), **(meta or {})}
             (tmp / "meta.json").write_text(json.dumps(info, default=str, indent=1), encoding="utf-8")
+            files = {p.relative_to(tmp).as_posix(): [p.stat().st_size, file_crc(p)] for p in _entry_files(tmp)}
+            (tmp / MANIFEST).write_text(json.dumps(files, indent=0), encoding="utf-8")
+            (tmp / OWNER_MARKER).unlink()
             (tmp / COMPLETE_MARKER).write_text(key, encoding="utf-8")  # last file written
             if final.exists():  # an incomplete leftover or a concurrent builder's complete entry
                 if (final / COMPLETE_MARKER).is_file() and not overwrite:
@@ -156,3 +200,37 @@ class ContentStore:
         except FileNotFoundError:
             pass
         shutil.rmtree(p, ignore_errors=True)
+
+
+def _manifest_problem(path: Path) -> str | None:
+    """Why the entry at ``path`` does not match its manifest, or ``None`` when it does."""
+    from qlib_prefect.config.settings import get_settings
+
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no manifest (written by an older version)"
+    except (OSError, ValueError) as e:
+        return f"unreadable manifest ({e})"
+    files = {p.relative_to(path).as_posix(): p for p in _entry_files(path)}
+    if set(files) != set(manifest):
+        missing, extra = sorted(set(manifest) - set(files)), sorted(set(files) - set(manifest))
+        return f"missing files {missing[:5]}" if missing else f"unexpected files {extra[:5]}"
+    stamp = []
+    for rel, p in sorted(files.items()):
+        st = p.stat()
+        if st.st_size != manifest[rel][0]:
+            return f"{rel}: size {st.st_size} != {manifest[rel][0]}"
+        stamp.append((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    key = str(path)
+    stamp_t = tuple(stamp)
+    if not get_settings().verify_content:
+        with _verified_lock:
+            if _verified.get(key) == stamp_t:
+                return None
+    for rel, p in files.items():
+        if file_crc(p) != manifest[rel][1]:
+            return f"{rel}: checksum mismatch"
+    with _verified_lock:
+        _verified[key] = stamp_t
+    return None

@@ -17,14 +17,15 @@ Beyond qlib:
   killed worker never strands work (qlib leaves it ``running`` forever). Commit / return only touch a task while
   the caller still holds its lease: a worker that lost its lease cannot overwrite the new owner's result.
   Deadlines come from the workers' clocks (keep them NTP-synchronised); ``lease_seconds=0`` disables leases.
-* **Safe decoding.** ``def*`` / ``res*`` fields are unpickled with an allow-list unpickler (containers, datetime,
-  pathlib, decimal, uuid, numpy / pandas data types, our recorders). Anything else raises
-  :class:`UnsafePickleError` naming the class; :func:`add_safe_class` extends the list.
+* **Safe decoding.** ``def*`` / ``res*`` fields are unpickled with the allow-list unpickler of
+  :mod:`qlib_prefect.task.unpickler` (the exact classes a task needs, nothing touching files or processes).
+  A task that cannot be decoded (a *poison* task) is marked ``failed`` with the reason in ``error`` and the
+  fetch goes on to the next task (qlib would hand it back and fetch it again forever).
 
-Connection: ``C["mongo"] = {"task_url", "task_db_name"}`` (``qlib_prefect.init(mongo={...})``), else the
-``QLIB_PREFECT_MONGO_URL`` / ``QLIB_PREFECT_MONGO_DB`` environment variables, else
-``mongodb://localhost:27017/`` and ``default_task_db``. Optional keys: ``lease_seconds`` (default 60) and
-``server_selection_timeout_ms`` (default 10000).
+Modules: :mod:`~qlib_prefect.task.unpickler` (allow-list), :mod:`~qlib_prefect.task.connection` (settings,
+client cache), :mod:`~qlib_prefect.task.lease` (heartbeat thread), this one (:class:`TaskManager`, :func:`run_task`).
+
+Connection: see :mod:`qlib_prefect.task.connection`.
 
 Example:
     >>> tm = TaskManager("rolling_pool")  # doctest: +SKIP
@@ -38,13 +39,11 @@ import copy
 import datetime as _dt
 import functools
 import hashlib
-import io
 import logging
 import os
 import pickle
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,7 +51,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from qlib_prefect.config.runtime import C
-from qlib_prefect.errors import ConfigError, LoadObjectError, QlibPrefectError
+from qlib_prefect.errors import ConfigError
+from qlib_prefect.task.connection import (
+    DEFAULT_LEASE_SECONDS,
+    TaskPoolError,
+    get_mongodb,
+    mongo_config,
+    unreachable,
+    wrap_errors,
+)
+from qlib_prefect.task.lease import Heartbeat
+from qlib_prefect.task.unpickler import UnsafePickleError, add_safe_class, safe_loads
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -67,160 +76,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_LEASE_SECONDS = 60.0
-_DEFAULT_URL = "mongodb://localhost:27017/"
-_DEFAULT_DB = "default_task_db"
-
-
-class TaskPoolError(QlibPrefectError, RuntimeError):
-    """The task pool cannot be reached or a task is not where it should be (names the pool / id / URL)."""
-
-
-class UnsafePickleError(LoadObjectError, pickle.UnpicklingError):
-    """A pickled task definition or result refers to a class outside the allow-list."""
-
-
-# ---- allow-list unpickler -------------------------------------------------------------------------------------------
-_SAFE_GLOBALS: set[tuple[str, str]] = {
-    *(("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int",
-                                "float", "complex", "bool", "range", "slice", "object")),
-    *(("__builtin__", n) for n in ("set", "frozenset", "bytearray", "complex", "slice", "xrange", "list",
-                                   "object")),
-    ("copyreg", "_reconstructor"),
-    ("copy_reg", "_reconstructor"),
-    ("_codecs", "encode"),
-    *(("collections", n) for n in ("OrderedDict", "defaultdict", "Counter", "deque")),
-    *(("datetime", n) for n in ("datetime", "date", "time", "timedelta", "timezone")),
-    *(("pathlib", n) for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")),
-    ("decimal", "Decimal"),
-    ("uuid", "UUID"),
-    ("bson.objectid", "ObjectId"),
-    # numpy (2.x and 1.x module names)
-    *((m, n) for m in ("numpy._core.multiarray", "numpy.core.multiarray") for n in ("_reconstruct", "scalar")),
-    *((m, "_frombuffer") for m in ("numpy._core.numeric", "numpy.core.numeric")),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    # pandas reconstruction helpers
-    ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
-    ("pandas._libs.internals", "_unpickle_block"),
-    ("pandas._libs.tslibs.nattype", "_nat_unpickle"),
-    ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
-    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
-    ("pandas.core.indexes.base", "_new_Index"),
-    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
-    ("pandas.core.indexes.period", "_new_PeriodIndex"),
-    ("pandas.core.indexes.multi", "_new_multi_index"),
-    ("pandas._libs.sparse", "BlockIndex"),
-    # pyarrow buffers behind pandas' default string dtype
-    ("pyarrow.lib", "_restore_array"),
-    ("pyarrow.lib", "py_buffer"),
-    ("pyarrow.lib", "type_for_alias"),
-    # our recorders (TrainerRM stores them as results)
-    ("qlib_prefect.workflow.recorder", "MLflowRecorder"),
-    ("qlib_prefect.workflow.recorder", "Recorder"),
-}
-#: modules whose *classes* (not functions) are data containers: any class found there is allowed.
-_SAFE_CLASS_MODULES: tuple[str, ...] = (
-    "pandas",
-    "pandas.arrays",
-    "pandas.core.frame",
-    "pandas.core.series",
-    "pandas.core.indexes.",
-    "pandas.core.arrays.",
-    "pandas.core.dtypes.dtypes",
-    "pandas.core.internals.",
-    "pandas._libs.tslibs.",
-    "pandas._libs.interval",
-    "numpy.dtypes",
-)
-
-
-def add_safe_class(module: str | type, name: str | None = None) -> None:
-    """Allow ``module.name`` (or the class ``module``) in pickled task definitions and results.
-
-    Only add classes you trust: unpickling may call them with data from the pool.
-
-    Example:
-        >>> add_safe_class("my_package.models", "MyResult")  # doctest: +SKIP
-        >>> add_safe_class(MyResult)  # doctest: +SKIP
-    """
-    if isinstance(module, type):
-        module, name = module.__module__, module.__qualname__
-    if not name or not isinstance(module, str):
-        raise ConfigError(f"add_safe_class: give a class, or a module and a name (got {module!r}, {name!r})")
-    _SAFE_GLOBALS.add((module, name))
-
-
-def _in_safe_module(module: str) -> bool:
-    return any(module == m or (m.endswith(".") and module.startswith(m)) for m in _SAFE_CLASS_MODULES)
-
-
-class _AllowListUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        if "." not in name and _in_safe_module(module):
-            obj = super().find_class(module, name)
-            if isinstance(obj, type):
-                return obj
-        if module == "numpy" and "." not in name:  # numpy scalar types (np.float64, ...), never np.memmap & co
-            import numpy as np
-
-            obj = getattr(np, name, None)
-            if isinstance(obj, type) and (issubclass(obj, np.generic) or issubclass(obj, np.dtype)):
-                return obj
-        raise UnsafePickleError(
-            f"refusing to unpickle {module}.{name}: not in the task pool's allow-list. If you trust it, call "
-            f"qlib_prefect.task.manage.add_safe_class({module!r}, {name!r}) before reading the pool"
-        )
-
-
-def safe_loads(data: bytes, *, where: str = "pickle") -> Any:
-    """``pickle.loads`` restricted to the allow-list (see :func:`add_safe_class`)."""
-    try:
-        return _AllowListUnpickler(io.BytesIO(bytes(data))).load()
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{where}: {e}") from None
-
-
-# ---- connection ----------------------------------------------------------------------------------------------------
-_clients: dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def mongo_config() -> dict[str, Any]:
-    """The effective MongoDB settings: ``C["mongo"]`` values, the environment where C keeps qlib's defaults."""
-    from qlib_prefect.config.settings import get_settings
-
-    cfg = dict(C.get("mongo") or {})
-    env = get_settings()
-    url = cfg.get("task_url")
-    db = cfg.get("task_db_name")
-    out = dict(cfg)
-    out["task_url"] = env.mongo_url if url in (None, "", _DEFAULT_URL) else url
-    out["task_db_name"] = env.mongo_db if db in (None, "", _DEFAULT_DB) else db
-    out["lease_seconds"] = float(cfg.get("lease_seconds", DEFAULT_LEASE_SECONDS) or 0.0)
-    out["server_selection_timeout_ms"] = int(cfg.get("server_selection_timeout_ms", 10000))
-    return out
-
-
-def _client(url: str, timeout_ms: int) -> Any:
-    import pymongo
-
-    key = (url, timeout_ms, os.getpid())  # a MongoClient must not cross a fork
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, connect=False)
-            _clients[key] = client
-        return client
-
-
-def get_mongodb() -> Any:
-    """The task database (``pymongo.database.Database``) of :func:`mongo_config` (clients are cached)."""
-    cfg = mongo_config()
-    return _client(cfg["task_url"], cfg["server_selection_timeout_ms"])[cfg["task_db_name"]]
 
 
 def _now() -> _dt.datetime:
@@ -243,11 +98,6 @@ def _short(obj: Any, limit: int = 300) -> str:
     return s if len(s) <= limit else s[:limit] + "..."
 
 
-def _unreachable(what: str, e: Exception) -> TaskPoolError:
-    cfg = mongo_config()
-    return TaskPoolError(f"{what}: cannot reach MongoDB at {cfg['task_url']} (database {cfg['task_db_name']!r}): {e}")
-
-
 def _reachable(method: Callable[..., Any]) -> Callable[..., Any]:
     """Turn pymongo's server-selection timeout into a :class:`TaskPoolError` naming the pool and the URL."""
 
@@ -258,37 +108,9 @@ def _reachable(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except pymongo.errors.ServerSelectionTimeoutError as e:
-            raise _unreachable(f"task pool {self.pool_name!r} {method.__name__}", e) from None
+            raise unreachable(f"task pool {self.pool_name!r} {method.__name__}", e) from None
 
     return wrapper
-
-
-class _Heartbeat:
-    """Renews one task's lease every ``interval`` seconds in a daemon thread until stopped or the lease is lost."""
-
-    def __init__(self, tm: TaskManager, task: dict) -> None:
-        self.tm = tm
-        self.task = task
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{task['_id']}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        interval = max(self.tm.lease_seconds / 3.0, 0.05)
-        while not self._stop.wait(interval):
-            try:
-                if not self.tm.renew_lease(self.task):
-                    self.lost = True
-                    logger.warning("task %s: lease lost (reclaimed by another worker)", self.task["_id"])
-                    return
-            except Exception as e:  # network hiccup: try again at the next tick
-                logger.warning("task %s: lease renewal failed: %s", self.task["_id"], e)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
 
 
 class TaskManager:
@@ -305,6 +127,7 @@ class TaskManager:
     STATUS_RUNNING = "running"
     STATUS_DONE = "done"
     STATUS_PART_DONE = "part_done"
+    STATUS_FAILED = "failed"  # ours: a task that cannot be decoded (never fetched again; ``error`` says why)
 
     ENCODE_FIELDS_PREFIX = ["def", "res"]
 
@@ -329,7 +152,7 @@ class TaskManager:
     @staticmethod
     def list() -> list:
         """Names of every task pool (collection) of the database."""
-        return _wrap_errors(lambda: get_mongodb().list_collection_names(), "list")
+        return wrap_errors(lambda: get_mongodb().list_collection_names(), "list")
 
     def __str__(self) -> str:
         return f"TaskManager({self.pool_name})"
@@ -514,23 +337,30 @@ class TaskManager:
                 "worker": self.worker_id, "token": uuid.uuid4().hex, "from": status,
                 "deadline": _now() + _dt.timedelta(seconds=self.lease_seconds),
             }
-        # descending: documents without a priority come after those with one
-        task = self.task_pool.find_one_and_update(query, update, sort=[("priority", pymongo.DESCENDING)],
-                                                  return_document=pymongo.ReturnDocument.AFTER)
-        if task is None:
-            return None
-        try:
-            return self._decode_task(task)
-        except Exception:
-            self.return_task(task, status=status)  # an undecodable task must not stay claimed
-            raise
+        while True:
+            # descending: documents without a priority come after those with one
+            task = self.task_pool.find_one_and_update(query, update, sort=[("priority", pymongo.DESCENDING)],
+                                                      return_document=pymongo.ReturnDocument.AFTER)
+            if task is None:
+                return None
+            try:
+                return self._decode_task(task)
+            except Exception as e:  # a poison task: mark it failed and go on with the next one
+                self._mark_failed(task, e)
+
+    def _mark_failed(self, task: dict, error: BaseException) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        logger.error("task pool %s: task %s cannot be decoded, marked %s: %s", self.pool_name, task["_id"],
+                     self.STATUS_FAILED, reason)
+        self.task_pool.update_one(self._owned(task), {"$set": {"status": self.STATUS_FAILED, "error": reason},
+                                                      "$unset": {"lease": ""}})
 
     @contextmanager
     def safe_fetch_task(self, query: dict | None = None, status: str = STATUS_WAITING) -> Iterator[dict | None]:
         """Fetch a task and hold its lease (heartbeat) inside the block; on an error (or Ctrl-C) inside the block
         the task goes back to ``status`` and the error is re-raised."""
         task = self.fetch_task(query=query, status=status)
-        beat = _Heartbeat(self, task) if task is not None and task.get("lease") else None
+        beat = Heartbeat(self, task) if task is not None and task.get("lease") else None
         try:
             yield task
         except (Exception, KeyboardInterrupt):
@@ -655,15 +485,6 @@ class TaskManager:
         filled = int(width * done / total) if total else width
         print(f"\r{self.pool_name}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} done", end="",
               file=sys.stderr, flush=True)
-
-
-def _wrap_errors(fn: Callable[[], Any], what: str) -> Any:
-    import pymongo.errors
-
-    try:
-        return fn()
-    except pymongo.errors.ServerSelectionTimeoutError as e:
-        raise _unreachable(what, e) from None
 
 
 def run_task(

@@ -5,6 +5,10 @@
 * ``file:`` URIs (MLflow's FileStore, refused by MLflow >= 3.13) raise a :class:`ConfigError` that says what to use.
 * First-time schema creation of a SQLite store happens under an OS file lock next to the DB, so several processes
   can start at the same moment; "database is locked" errors are retried with backoff (:func:`retry_locked`).
+* Creation is atomic: the schema is built in ``<db>.tmp-<pid>`` and renamed into place, so a Ctrl-C or kill during
+  MLflow's migrations never leaves a half-migrated store. A store that a crash of an older version left half-created
+  (some of MLflow's tables missing, no run and no experiment but ``Default``) is moved aside to
+  ``<db>.incomplete-<time>`` and created again; a store with data is never touched.
 
 Example:
     >>> resolve_uri("sqlite:////tmp/x/mlflow.db")  # doctest: +SKIP
@@ -13,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
 import threading
@@ -29,6 +35,7 @@ from qlib_prefect.utils.filelock import file_lock
 __all__ = [
     "artifact_root_for",
     "default_uri",
+    "ensure_sqlite_store",
     "file_lock",
     "get_client",
     "is_locked_error",
@@ -38,6 +45,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _clients: dict[str, Any] = {}
@@ -141,11 +149,73 @@ def get_client(uri: str) -> Any:
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(db.with_name(db.name + ".lock")):
+            ensure_sqlite_store(db, uri)
             client = retry_locked(lambda: _build_client(MlflowClient, uri))
     else:
         client = _build_client(MlflowClient, uri)
     with _clients_lock:
         return _clients.setdefault(uri, client)
+
+
+def ensure_sqlite_store(db: Path, uri: str) -> None:
+    """Create the SQLite store ``db`` atomically if it does not exist (call under the store's file lock).
+
+    MLflow's schema creation runs ~40 non-transactional migrations; here they run on ``<db>.tmp-<pid>``, which is
+    renamed to ``db`` only when complete. Temp files of killed creators (we hold the lock) are removed first.
+    """
+    for stale in db.parent.glob(db.name + ".tmp-*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    if db.exists() and db.stat().st_size > 0 and not _move_aside_if_incomplete(db):
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = db.with_name(f"{db.name}.tmp-{os.getpid()}")
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root_for(uri))
+        store.engine.dispose()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, db)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _move_aside_if_incomplete(db: Path) -> bool:
+    """True (and ``db`` renamed to ``<db>.incomplete-<time>``) if ``db`` lacks some of MLflow's tables and holds
+    no run and no experiment but ``Default``: an interrupted creation, which MLflow would re-migrate and fail on
+    (``index ... already exists``). A store with data is left for MLflow to report."""
+    import sqlite3
+
+    from mlflow.store.tracking.dbmodels.models import Base
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if set(Base.metadata.tables) <= tables:
+                return False
+            runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+            exps = (
+                con.execute("SELECT COUNT(*) FROM experiments WHERE experiment_id != 0").fetchone()[0]
+                if "experiments" in tables
+                else 0
+            )
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    if runs or exps:
+        return False
+    aside = db.with_name(f"{db.name}.incomplete-{time.strftime('%Y%m%dT%H%M%S')}")
+    log.warning("MLflow store %s is incomplete (an interrupted creation); moved to %s and created again", db, aside)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.replace(str(db) + suffix, str(aside) + suffix)
+    os.replace(db, aside)
+    return True
 
 
 def _build_client(cls: Any, uri: str) -> Any:

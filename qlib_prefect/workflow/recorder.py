@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlparse
 
 from qlib_prefect.errors import LoadObjectError, RecorderError
 from qlib_prefect.utils.serial import general_dump
-from qlib_prefect.workflow import _async, lineage
+from qlib_prefect.workflow import _async, lineage, sweeper
 from qlib_prefect.workflow._store import get_client, retry_locked
 
 __all__ = ["PARAMS_FULL_DIR", "MLflowRecorder", "Recorder"]
@@ -251,7 +251,8 @@ class MLflowRecorder(Recorder):
         client = self.client
         resumed = self.id is not None
         if not resumed:
-            tags = lineage.run_tags(lineage.GitState(), self._config)
+            tags = {**lineage.run_tags(lineage.GitState(), self._config), **sweeper.owner_tags()}
+            sweeper.mark_dangling_runs(client, [self.experiment_id])  # runs of killed processes -> KILLED
             run = retry_locked(
                 lambda: client.create_run(experiment_id=self.experiment_id, run_name=self.name, tags=tags)
             )

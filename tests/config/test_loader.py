@@ -168,15 +168,18 @@ def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config(ACCEPTANCE).qlib_init["provider_uri"] == "/from/environ"
 
 
-def test_undefined_variables_render_empty_and_warn(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_undefined_variables_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """qrun renders an undefined variable as '' (provider_uri silently became the current directory): here it is
+    an error naming the file and every undefined variable; a default() still works (issue 15 item 12)."""
     monkeypatch.delenv("QREF_DATA", raising=False)
     monkeypatch.delenv("QREF_MLFLOW_URI", raising=False)
-    with pytest.warns(ConfigWarning, match="undefined template variable.*QREF_DATA, QREF_MLFLOW_URI"):
-        cfg = load_config(ACCEPTANCE)
-    assert cfg.qlib_init["provider_uri"] == ""
-    assert any("QREF_DATA" in w for w in cfg.warnings)
-    text, undefined = render_template("a: {{ A | default(5) }}\nb: '{{ B }}'\n", env={})
-    assert text == "a: 5\nb: ''\n" and undefined == ["B"]
+    with pytest.raises(ConfigError, match=r"undefined template variable\(s\) QREF_DATA, QREF_MLFLOW_URI") as ei:
+        load_config(ACCEPTANCE)
+    assert ACCEPTANCE.name in str(ei.value)
+    text, undefined = render_template("a: {{ A | default(5) }}\n", env={})
+    assert text == "a: 5\n" and undefined == []
+    with pytest.raises(ConfigError, match="B"):
+        render_template("b: '{{ B }}'\n", env={}, source="x.yaml")
 
 
 def test_template_errors(tmp_path: Path) -> None:
@@ -525,11 +528,12 @@ def test_dict_input_is_not_modified() -> None:
         (lambda r: r["task"]["model"].__setitem__("class", 5), "task.model.class: expected a class name, got int"),
         (lambda r: r.__setitem__("sys", {"path": 5}), "sys.path: expected a path or a list of paths, got 5"),
         (lambda r: r.__setitem__("experiment_name", ""), "experiment_name: must be a non-empty string (got '')"),
-        (lambda r: r["task"].__setitem__("record", [{"class": "PortAnaRecord", "kwargs": {"config": [1]}}]),
-         "task.record.0.kwargs.config: expected a mapping, got list"),
-        (lambda r: r["task"].__setitem__("record", [{"class": "PortAnaRecord", "kwargs": {"config": {
-            "strategy": {"class": "TopkDropoutStrategy", "kwargs": {"topk": 1, "n_drop": 1}}}}}]),
-         "task.record.0.kwargs.config.backtest: required key missing"),
+        (lambda r: r["task"].__setitem__("record", [{"class": "SignalRecord"},
+                                                    {"class": "PortAnaRecord", "kwargs": {"config": [1]}}]),
+         "task.record.1.kwargs.config: expected a mapping, got list"),
+        (lambda r: r["task"].__setitem__("record", [{"class": "SignalRecord"}, {"class": "PortAnaRecord", "kwargs": {
+            "config": {"strategy": {"class": "TopkDropoutStrategy", "kwargs": {"topk": 1, "n_drop": 1}}}}}]),
+         "task.record.1.kwargs.config.backtest: required key missing"),
         (lambda r: r["task"]["model"].__setitem__("module_path", "no_such_module_xyz"),
          "task.model.class: cannot import module 'no_such_module_xyz' for class 'LGBModel': "
          "No module named 'no_such_module_xyz'"),
@@ -662,12 +666,14 @@ def test_placeholders_left_untouched_and_typos_warned() -> None:
         cfg = load_config(raw)
     assert cfg.task["dataset"]["kwargs"]["handler"]["kwargs"]["fit_start_time"] == "<dataset.kwargs.segments.train.0>"
     hk["fit_end_time"] = "<dataset.kwargs.segments.trian.1>"
-    raw["task"]["record"][0]["kwargs"]["model"] = "<MODLE>"
     with pytest.warns(ConfigWarning) as rec:
         cfg = load_config(raw)
     assert sorted(cfg.warnings) == [
         "task.dataset.kwargs.handler.kwargs.fit_end_time: placeholder '<dataset.kwargs.segments.trian.1>' does not "
         "resolve inside task (left unchanged)",
-        "task.record.0.kwargs.model: placeholder '<MODLE>' is not one qlib fills at run time; did you mean '<MODEL>'?",
     ]
-    assert len(rec) == 2
+    assert len(rec) == 1
+    raw["task"]["record"][0]["kwargs"]["model"] = "<MODLE>"  # qlib passes the string on: a raw error later
+    with pytest.raises(ConfigError, match=r"task\.record\.0\.kwargs\.model: placeholder '<MODLE>' is not one qlib "
+                       r"fills at run time; did you mean '<MODEL>'\?"):
+        load_config(raw)

@@ -36,7 +36,8 @@ def test_every_field_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch, 
               "mlflow_store_tweaks": "0", "prefect_api_url": "http://h:4200/api", "prefect_home": str(tmp_path),
               "prefect_profiles_path": str(tmp_path / "p.toml"), "prefect_allow_ephemeral": "false",
               "prefect_startup_timeout": "7.5", "mlflow_tracking_uri": "sqlite:///y.db",
-              "mlflow_allow_file_store": "true", "prefect_extra_loggers": "a.b"}
+              "mlflow_allow_file_store": "true", "prefect_extra_loggers": "a.b",
+              "verify_content": "1"}
     assert set(values) == set(Settings.model_fields)
     defaults = Settings()
     for field, value in values.items():

@@ -180,3 +180,35 @@ def test_temporary_server_dies_with_a_killed_command(tmp_path) -> None:
         time.sleep(0.2)
     else:
         raise AssertionError(f"the server on port {port} outlived its killed parent")
+
+
+def test_damaged_cache_entry_and_edited_data_recompute(prefect_api, small_data, tmp_path) -> None:
+    """A cached entry that lost ``pred.pkl`` (``_COMPLETE`` still there) is recomputed, not published incomplete;
+    a .bin edited in place with its size and mtime restored invalidates every stage."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    data = copy_data(small_data, tmp_path / "data")
+    env = env_for_subprocess(prefect_api, tmp_path / "home")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cfg = _write(tmp_path / "wf.yaml", small_config(data, uri))
+    first = _run(cfg, env, tmp_path)
+    (pred,) = (tmp_path / "home" / "store").rglob("pred.pkl")
+    pred.unlink()
+    assert (pred.parent.parent / "_COMPLETE").exists()
+    second = _run(cfg, env, tmp_path)
+    assert _states(second)["record.0.SignalRecord"] == "Completed"
+    assert _states(second)["train"] == "Cached"
+    assert second["metrics"] == pytest.approx(first["metrics"])
+    names = {a.path for a in MlflowClient(uri).list_artifacts(second["run_id"])}
+    assert "pred.pkl" in names
+
+    close = data / "features" / sorted(os.listdir(data / "features"))[0] / "close.day.bin"
+    st = close.stat()
+    raw = bytearray(close.read_bytes())
+    raw[-4:] = bytes(b ^ 0x01 for b in raw[-4:])
+    close.write_bytes(bytes(raw))
+    os.utime(close, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = _run(cfg, env, tmp_path)
+    assert _states(third) == dict.fromkeys(STAGES, "Completed")

@@ -5,6 +5,7 @@ claim race and a SIGKILLed worker whose task is reclaimed and finished by anothe
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import pickle
 import re
@@ -24,13 +25,14 @@ import numpy as np
 import pandas as pd
 import pymongo.errors
 import pytest
+from bson.binary import Binary
 from mongo_server import mongo_server
 
 import qlib_prefect
 from qlib_prefect.config.classpath import resolve_class
 from qlib_prefect.config.runtime import C
 from qlib_prefect.errors import ConfigError, LoadObjectError
-from qlib_prefect.task import manage
+from qlib_prefect.task import manage, unpickler
 from qlib_prefect.task.manage import (
     TaskManager,
     TaskPoolError,
@@ -407,16 +409,19 @@ def test_allow_list_refuses_other_classes(pool: str, tmp_path: Path) -> None:
     tm = TaskManager(pool)
     (a,) = tm.create_task([{"obj": Custom(1)}])
     with pytest.raises(UnsafePickleError, match=r"test_manage\.Custom.*add_safe_class") as ei:
-        tm.fetch_task()
+        tm.query({"_id": a}).__next__()
     assert isinstance(ei.value, LoadObjectError) and pool in str(ei.value)
-    assert raw(tm, a)["status"] == "waiting"  # an undecodable task is not left claimed
-    saved = set(manage._SAFE_GLOBALS)
+    assert tm.fetch_task() is None  # the undecodable task is marked failed, not handed out (nor back) again
+    doc = raw(tm, a)
+    assert doc["status"] == "failed" and "test_manage.Custom" in doc["error"] and "lease" not in doc
+    saved = set(unpickler._SAFE_GLOBALS)
     try:
         add_safe_class(Custom)
+        tm.reset_status({"_id": a}, "waiting")
         assert tm.fetch_task()["def"] == {"obj": Custom(1)}
     finally:
-        manage._SAFE_GLOBALS.clear()
-        manage._SAFE_GLOBALS.update(saved)
+        unpickler._SAFE_GLOBALS.clear()
+        unpickler._SAFE_GLOBALS.update(saved)
     with pytest.raises(ConfigError, match="add_safe_class"):
         add_safe_class("only.module")
 
@@ -545,3 +550,50 @@ def test_pools_are_shared_with_real_qlib(pool: str, mongo_url: str) -> None:
         assert order[0]["i"] == 1 and order[0]["seg"] == ("2020-01-01", "2020-02-01")  # priority; def unpickled
     finally:
         other.task_pool.drop()
+
+
+class _ExcelBomb:
+    """What the issue's hostile task did: its ``def`` calls ``pandas.ExcelWriter(path, 'openpyxl')`` on decode."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pd.ExcelWriter, (self.path, "openpyxl"))
+
+
+class _HdfBomb(_ExcelBomb):
+    def __reduce__(self):
+        return (pd.HDFStore, (self.path, "w"))
+
+
+@pytest.mark.parametrize("bomb", [_ExcelBomb, _HdfBomb])
+def test_file_touching_pandas_classes_are_refused(bomb, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.xlsx"
+    victim.write_bytes(b"precious")
+    with pytest.raises(UnsafePickleError, match=r"pandas.*(ExcelWriter|HDFStore)"):
+        safe_loads(pickle.dumps(bomb(str(victim))))
+    assert victim.read_bytes() == b"precious"
+    for name in ("read_csv", "read_pickle", "eval", "ExcelFile", "HDFStore", "ExcelWriter"):
+        with pytest.raises(UnsafePickleError):
+            unpickler.AllowListUnpickler(io.BytesIO(b"")).find_class("pandas", name)
+
+
+def test_poison_task_is_failed_and_the_pool_moves_on(pool: str, tmp_path: Path) -> None:
+    """One undecodable task among good ones: run_task marks it failed with the reason and runs every good task."""
+    tm = TaskManager(pool)
+    victim = tmp_path / "victim.xlsx"
+    victim.write_bytes(b"precious")
+    good = tm.create_task([{"n": i} for i in range(3)])
+    poison = tm.insert_task(
+        {"def": Binary(pickle.dumps(_ExcelBomb(str(victim)))), "filter": {"n": "poison"}, "status": "waiting",
+         "priority": 10}
+    ).inserted_id
+    ran = []
+    assert run_task(lambda d: ran.append(d["n"]) or d["n"] * 2, pool)
+    assert sorted(ran) == [0, 1, 2]
+    assert [raw(tm, g)["status"] for g in good] == ["done"] * 3
+    doc = raw(tm, poison)
+    assert doc["status"] == "failed" and "ExcelWriter" in doc["error"]
+    assert victim.read_bytes() == b"precious"
+    assert tm.task_stat() == {"done": 3, "failed": 1}

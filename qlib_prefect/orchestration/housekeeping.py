@@ -1,0 +1,116 @@
+"""Housekeeping of ``$QLIB_PREFECT_HOME``: temp folders of killed processes, cache listing and eviction.
+
+* Temporary folders (``store/<stage>/.tmp-*`` / ``.old-*``, ``handler_cache/.tmp-*``) name their owner process
+  (an ``.owner`` file or ``p<pid>-<start time>`` in the name, :mod:`qlib_prefect.utils.owner`); a folder whose
+  owner is gone is stale. A folder naming no owner (older versions) is stale after an hour.
+* Cache entries: complete content-store entries (``store/<stage>/<key>``) and handler-cache entries
+  (``handler_cache/<key>``), with size and creation time; :func:`prune` removes entries older than a given age
+  and then the oldest until the total fits a size (a content-store entry loses its ``_COMPLETE`` marker first, so
+  a concurrent reader never takes half an entry for done).
+
+qlib has no cache of its own to manage; the CLI is ``qlib-prefect gc``, ``doctor`` and ``cache ls|prune``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qlib_prefect.utils.owner import stale_children
+
+__all__ = ["CacheEntry", "cache_entries", "prune", "stale_temp_dirs", "sweep_temp_dirs"]
+
+_COMPLETE = "_COMPLETE"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cache entry: ``kind`` is ``store`` or ``handler``; ``stage`` is empty for handler entries."""
+
+    kind: str
+    stage: str
+    key: str
+    path: Path
+    size: int
+    created: float
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _temp_parents(home: Path) -> list[Path]:
+    store = home / "store"
+    stages = sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
+    return [*stages, home / "handler_cache"]
+
+
+def stale_temp_dirs(home: Path) -> list[Path]:
+    """Temporary folders under ``home`` that no live process owns."""
+    return [p for parent in _temp_parents(home) for p in stale_children(parent)]
+
+
+def sweep_temp_dirs(home: Path) -> tuple[list[Path], int]:
+    """Remove :func:`stale_temp_dirs`; ``(removed folders, bytes freed)``."""
+    removed, freed = [], 0
+    for p in stale_temp_dirs(home):
+        size = _size(p)
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+            freed += size
+    return removed, freed
+
+
+def cache_entries(home: Path) -> list[CacheEntry]:
+    """Every complete cache entry under ``home``, oldest first."""
+    out: list[CacheEntry] = []
+    store = home / "store"
+    if store.is_dir():
+        for stage in sorted(p for p in store.iterdir() if p.is_dir()):
+            for e in stage.iterdir():
+                marker = e / _COMPLETE
+                if e.is_dir() and not e.name.startswith(".") and marker.is_file():
+                    out.append(CacheEntry("store", stage.name, e.name, e, _size(e), marker.stat().st_mtime))
+    hc = home / "handler_cache"
+    if hc.is_dir():
+        for e in hc.iterdir():
+            if e.is_dir() and not e.name.startswith("."):
+                out.append(CacheEntry("handler", "", e.name, e, _size(e), e.stat().st_mtime))
+    out.sort(key=lambda c: c.created)
+    return out
+
+
+def prune(
+    home: Path, *, older_than: float | None = None, max_size: int | None = None, dry_run: bool = False
+) -> list[CacheEntry]:
+    """Remove entries created more than ``older_than`` seconds ago, then the oldest until the rest fits in
+    ``max_size`` bytes; the removed (or, with ``dry_run``, the would-be removed) entries."""
+    entries = cache_entries(home)
+    now = time.time()
+    drop = [e for e in entries if older_than is not None and now - e.created > older_than]
+    keep = [e for e in entries if e not in drop]
+    if max_size is not None:
+        total = sum(e.size for e in keep)
+        for e in list(keep):  # oldest first
+            if total <= max_size:
+                break
+            drop.append(e)
+            keep.remove(e)
+            total -= e.size
+    if not dry_run:
+        for e in drop:
+            if e.kind == "store":
+                (e.path / _COMPLETE).unlink(missing_ok=True)
+            shutil.rmtree(e.path, ignore_errors=True)
+    return drop
