@@ -29,13 +29,15 @@ from qlib_prefect.workflow import R
 
 
 def _iso(seg: tuple) -> list:
-    return [pd.Timestamp(seg[0]).date().isoformat(), None if seg[1] is None else pd.Timestamp(seg[1]).date().isoformat()]
+    end = None if seg[1] is None else pd.Timestamp(seg[1]).date().isoformat()
+    return [pd.Timestamp(seg[0]).date().isoformat(), end]
 
 
 @pytest.fixture(scope="module")
 def sim(store: str) -> Iterator[dict]:
     g = golden()
-    strategy = RollingStrategy(g["name"], copy.deepcopy(g["task"]), RollingGen(step=g["step"], rtype=RollingGen.ROLL_SD))
+    rg = RollingGen(step=g["step"], rtype=RollingGen.ROLL_SD)
+    strategy = RollingStrategy(g["name"], copy.deepcopy(g["task"]), rg)
     manager = OnlineManager(strategy, trainer=TrainerR(), begin_time=g["begin"])
     signals = manager.simulate(end_time=g["end"])
     yield {"g": g, "strategy": strategy, "manager": manager, "signals": signals}
