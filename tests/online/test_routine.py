@@ -1,0 +1,104 @@
+"""The online manager fed one new trading day at a time (the data directory grows day by day, no future calendar)
+gives the same signals and the same online history as one ``simulate`` over the same days on the full data.
+
+This exercises our fix of qlib's frozen calendar (D2): qlib's RollingGen keeps the calendar of the moment it was
+built, so without a future calendar its daily routine never rolls; ours re-reads it on every routine. The first
+model's last window is open-ended on the cut data (``test=(start, None)``) and the handler then reads up to the
+newest day; PredUpdater extends the online model's predictions day by day.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import DATA, golden
+
+from qlib_prefect.config import runtime
+from qlib_prefect.data.provider import LocalProvider
+from qlib_prefect.online.manager import OnlineManager
+from qlib_prefect.online.strategy import RollingStrategy, task_test_segment
+from qlib_prefect.task.gen import RollingGen
+from qlib_prefect.task.trainer import TrainerR
+
+BEGIN, END = "2020-03-13", "2020-04-03"
+
+
+def _rg() -> RollingGen:
+    return RollingGen(step=20, rtype=RollingGen.ROLL_SD, trunc_days=2)  # no label look-ahead into the routine day
+
+
+def _use(path: Path) -> None:
+    runtime.set_provider(LocalProvider(path))
+
+
+def test_daily_routine_equals_simulate(store: str, tmp_path: Path) -> None:
+    task = golden()["task"]
+    cal = pd.DatetimeIndex(pd.read_csv(DATA / "calendars" / "day.txt", header=None)[0])
+    days = cal[(cal > pd.Timestamp(BEGIN)) & (cal <= pd.Timestamp(END))]
+
+    # one simulate on the full data
+    sim_s = RollingStrategy("online_sim", copy.deepcopy(task), _rg())
+    sim = OnlineManager(sim_s, trainer=TrainerR(), begin_time=BEGIN)
+    sim_signals = sim.simulate(end_time=END)
+
+    # the same days as daily routines on a data directory that grows one day at a time
+    live = tmp_path / "data"
+    shutil.copytree(DATA, live)
+    day_txt = live / "calendars" / "day.txt"
+
+    bins = {str(p.relative_to(DATA)): np.fromfile(p, dtype="<f4") for p in (DATA / "features").rglob("*.bin")}
+    inst = {p.name: pd.read_csv(p, sep="\t", header=None, names=["code", "start", "end"], parse_dates=[1, 2])
+            for p in (DATA / "instruments").glob("*.txt")}
+
+    def cut(last: pd.Timestamp) -> None:  # what a daily data drop does to the calendar and the instrument spans
+        for name, spans in inst.items():
+            keep = spans[spans["start"] <= last].assign(end=lambda f: f["end"].clip(upper=last))
+            (live / "instruments" / name).write_text("".join(
+                f"{r.code}\t{r.start.date()}\t{r.end.date()}\n" for r in keep.itertuples()))
+        n = int((cal <= last).sum())
+        for src, arr in bins.items():
+            start = int(arr[0])
+            out = arr[: max(1, 1 + n - start)] if start < n else arr[:1]
+            (live / src).write_bytes(out.astype("<f4").tobytes())
+        day_txt.write_text("".join(f"{d.date()}\n" for d in cal[cal <= last]))
+
+    cut(pd.Timestamp(BEGIN))
+    _use(live)
+    try:
+        live_s = RollingStrategy("online_live", copy.deepcopy(task), _rg())
+        manager = OnlineManager(live_s, trainer=TrainerR())
+        assert manager.begin_time == pd.Timestamp(BEGIN)  # the last calendar day
+        manager.first_train()
+        (first,) = live_s.tool.online_models()
+        assert task_test_segment(first)[1] is None  # its window runs past the (cut) calendar
+        for d in days:
+            cut(d)
+            manager.routine()
+            assert manager.cur_time == d
+        signals = manager.get_signals()
+    finally:
+        runtime.set_provider(None)
+        from conftest import init_store
+
+        init_store(store)
+
+    assert not signals.index.duplicated().any()
+    expected = sim_signals[sim_signals.index.get_level_values("datetime") <= pd.Timestamp(END)]
+    pd.testing.assert_index_equal(signals.index, expected.index)
+    pd.testing.assert_series_equal(signals, expected, check_exact=False, rtol=0, atol=1e-12)
+    # the same online model (by test start) on every day; one retrain at 2020-03-31
+    ours = {t: [task_test_segment(r)[0] for r in per[live_s]] for t, per in manager.history.items()}
+    theirs = {t: [task_test_segment(r)[0] for r in per[sim_s]] for t, per in sim.history.items()}
+    assert ours == theirs
+    assert sorted({s for v in ours.values() for s in v}) == [pd.Timestamp("2020-03-02"), pd.Timestamp("2020-03-31")]
+
+
+def test_routine_rejects_task_kwargs(store: str) -> None:
+    s = RollingStrategy("online_kw", copy.deepcopy(golden()["task"]), _rg())
+    with pytest.raises(ValueError, match="task_kwargs"):
+        s.prepare_tasks(pd.Timestamp(END), foo=1)
