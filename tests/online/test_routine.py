@@ -23,7 +23,7 @@ from qlib_prefect.data.provider import LocalProvider
 from qlib_prefect.online.manager import OnlineManager
 from qlib_prefect.online.strategy import RollingStrategy, task_test_segment
 from qlib_prefect.task.gen import RollingGen
-from qlib_prefect.task.trainer import TrainerR
+from qlib_prefect.task.trainer import DelayTrainerR, TrainerR
 
 BEGIN, END = "2020-03-13", "2020-04-03"
 
@@ -36,15 +36,31 @@ def _use(path: Path) -> None:
     runtime.set_provider(LocalProvider(path))
 
 
-def test_daily_routine_equals_simulate(store: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def simulated(store: str) -> tuple:
+    """One simulate on the full data with TrainerR."""
+    sim_s = RollingStrategy("online_sim", copy.deepcopy(golden()["task"]), _rg())
+    sim = OnlineManager(sim_s, trainer=TrainerR(), begin_time=BEGIN)
+    return sim_s, sim, sim.simulate(end_time=END)
+
+
+def test_delay_trainer_simulate_equals_trainer_r(simulated: tuple) -> None:
+    """DelayTrainerR postpones fitting and signals to delay_prepare: same history and signal values."""
+    sim_s, sim, sim_signals = simulated
+    s = RollingStrategy("online_sim_delay", copy.deepcopy(golden()["task"]), _rg())
+    m = OnlineManager(s, trainer=DelayTrainerR(), begin_time=BEGIN)
+    signals = m.simulate(end_time=END)
+    pd.testing.assert_series_equal(signals, sim_signals, check_exact=False, rtol=0, atol=1e-12)
+    ours = [[task_test_segment(r)[0] for r in per[s]] for per in m.history.values()]
+    assert ours == [[task_test_segment(r)[0] for r in per[sim_s]] for per in sim.history.values()]
+    assert {r.list_tags()["train_status"] for r in s.tool.online_models()} == {DelayTrainerR.STATUS_END}
+
+
+def test_daily_routine_equals_simulate(store: str, simulated: tuple, tmp_path: Path) -> None:
     task = golden()["task"]
     cal = pd.DatetimeIndex(pd.read_csv(DATA / "calendars" / "day.txt", header=None)[0])
     days = cal[(cal > pd.Timestamp(BEGIN)) & (cal <= pd.Timestamp(END))]
-
-    # one simulate on the full data
-    sim_s = RollingStrategy("online_sim", copy.deepcopy(task), _rg())
-    sim = OnlineManager(sim_s, trainer=TrainerR(), begin_time=BEGIN)
-    sim_signals = sim.simulate(end_time=END)
+    sim_s, sim, sim_signals = simulated
 
     # the same days as daily routines on a data directory that grows one day at a time
     live = tmp_path / "data"
