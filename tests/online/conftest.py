@@ -8,6 +8,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import qlib_prefect
@@ -54,3 +56,45 @@ def store(session_tmp: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         R.end_exp("FAILED")
     R.reset()
     C.reset()
+
+
+def cut_data(dst: Path, last: pd.Timestamp, src: Path = DATA) -> None:
+    """``dst`` = the qlib-format ``src`` as it was on day ``last``: calendar, instrument spans and feature files
+    cut after that day (what a data directory looked like before the later days arrived)."""
+    if not dst.exists():
+        shutil.copytree(src, dst)
+    cal = pd.DatetimeIndex(pd.read_csv(src / "calendars" / "day.txt", header=None)[0])
+    n = int((cal <= last).sum())
+    for p in (src / "features").rglob("*.bin"):
+        arr = np.fromfile(p, dtype="<f4")
+        start, out = int(arr[0]), dst / p.relative_to(src)
+        if start >= n:  # the instrument did not exist yet
+            out.unlink(missing_ok=True)
+            if not any(out.parent.iterdir()):
+                out.parent.rmdir()
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(arr[: 1 + n - start].astype("<f4").tobytes())
+    for p in (src / "instruments").glob("*.txt"):
+        spans = pd.read_csv(p, sep="\t", header=None, names=["code", "start", "end"], parse_dates=[1, 2])
+        keep = spans[spans["start"] <= last].assign(end=lambda f: f["end"].clip(upper=last))
+        (dst / "instruments" / p.name).write_text("".join(
+            f"{r.code}\t{r.start.date()}\t{r.end.date()}\n" for r in keep.itertuples()))
+    (dst / "calendars" / "day.txt").write_text("".join(f"{d.date()}\n" for d in cal[:n]))
+
+
+def day_frame(day: pd.Timestamp, fields: tuple = ("open", "high", "low", "close", "volume", "factor"),
+              src: Path = DATA) -> pd.DataFrame:
+    """One day of ``src`` as a long CSV drop frame: ``symbol, date, <fields>`` (instruments with data that day)."""
+    cal = pd.DatetimeIndex(pd.read_csv(src / "calendars" / "day.txt", header=None)[0])
+    i = int(cal.get_loc(day))
+    rows = []
+    for d in sorted((src / "features").iterdir()):
+        row: dict = {"symbol": d.name.upper(), "date": day.date().isoformat()}
+        for f in fields:
+            arr = np.fromfile(d / f"{f}.day.bin", dtype="<f4")
+            j = i - int(arr[0]) + 1
+            row[f] = float(arr[j]) if 1 <= j < len(arr) else np.nan
+        if not np.isnan(row["close"]):
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -10,13 +10,11 @@ newest day; PredUpdater extends the online model's predictions day by day.
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA, golden
+from conftest import DATA, cut_data, golden
 
 from qlib_prefect.config import runtime
 from qlib_prefect.data.provider import LocalProvider
@@ -64,24 +62,9 @@ def test_daily_routine_equals_simulate(store: str, simulated: tuple, tmp_path: P
 
     # the same days as daily routines on a data directory that grows one day at a time
     live = tmp_path / "data"
-    shutil.copytree(DATA, live)
-    day_txt = live / "calendars" / "day.txt"
 
-    bins = {str(p.relative_to(DATA)): np.fromfile(p, dtype="<f4") for p in (DATA / "features").rglob("*.bin")}
-    inst = {p.name: pd.read_csv(p, sep="\t", header=None, names=["code", "start", "end"], parse_dates=[1, 2])
-            for p in (DATA / "instruments").glob("*.txt")}
-
-    def cut(last: pd.Timestamp) -> None:  # what a daily data drop does to the calendar and the instrument spans
-        for name, spans in inst.items():
-            keep = spans[spans["start"] <= last].assign(end=lambda f: f["end"].clip(upper=last))
-            (live / "instruments" / name).write_text("".join(
-                f"{r.code}\t{r.start.date()}\t{r.end.date()}\n" for r in keep.itertuples()))
-        n = int((cal <= last).sum())
-        for src, arr in bins.items():
-            start = int(arr[0])
-            out = arr[: max(1, 1 + n - start)] if start < n else arr[:1]
-            (live / src).write_bytes(out.astype("<f4").tobytes())
-        day_txt.write_text("".join(f"{d.date()}\n" for d in cal[cal <= last]))
+    def cut(last: pd.Timestamp) -> None:  # what a daily data drop does to the data directory
+        cut_data(live, last)
 
     cut(pd.Timestamp(BEGIN))
     _use(live)
