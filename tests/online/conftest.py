@@ -70,7 +70,7 @@ def cut_data(dst: Path, last: pd.Timestamp, src: Path = DATA) -> None:
         start, out = int(arr[0]), dst / p.relative_to(src)
         if start >= n:  # the instrument did not exist yet
             out.unlink(missing_ok=True)
-            if not any(out.parent.iterdir()):
+            if out.parent.exists() and not any(out.parent.iterdir()):
                 out.parent.rmdir()
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
