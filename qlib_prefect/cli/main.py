@@ -20,7 +20,7 @@ __all__ = ["entry", "main"]
 FAST_EXIT_ENV = "QLIB_PREFECT_FAST_EXIT"
 
 #: sub-command modules (``qlib_prefect.cli.<name>``), each with ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "dataset", "demo", "run", "rolling", "task_pool", "serve")
+COMMAND_MODULES: tuple[str, ...] = ("data", "dataset", "demo", "run", "rolling", "task_pool", "serve", "online")
 
 
 def build_parser() -> argparse.ArgumentParser:
