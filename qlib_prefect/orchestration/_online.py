@@ -20,7 +20,8 @@ One routine day:
 4. **record** (task): one MLflow run per routine day in the experiment ``<name>_routine``, tags ``date`` and
    ``online_run_ids``, artifact ``signals.csv`` (the latest signal date) -- the queryable online history.
 
-Not done yet (see docs/online.md, "Routine flow"): tomorrow's portfolio, per-step result caching.
+``config`` is a dict or a qrun-style YAML path. Not done yet (docs/online.md, "Routine flow"): tomorrow's
+portfolio, per-step result caching, the ``online-routine`` deployment.
 """
 
 from __future__ import annotations
@@ -235,7 +236,17 @@ def routine_history(config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).sort_values("date", kind="stable").reset_index(drop=True)
 
 
-def _routine(config: dict, date: str | None = None) -> dict:
+def _as_config(config: Any) -> dict:
+    """A config dict as given, or the raw dict of a qrun-style YAML file (top-level ``online`` section kept)."""
+    if isinstance(config, dict):
+        return config
+    from qlib_prefect.orchestration._leanflow import load_workflow_config
+
+    return load_workflow_config(str(config)).raw
+
+
+def _routine(config: Any, date: str | None = None) -> dict:
+    config = _as_config(config)
     ingest = _ingest_task(config)
     step = _routine_task(config, date)
     promo = _promote_task(config, step)
@@ -244,10 +255,11 @@ def _routine(config: dict, date: str | None = None) -> dict:
             "champion": promo["champion"], "signal_date": step["signal_date"], "routine_run_id": run_id}
 
 
-def _prepare_online(config: dict, *args: Any, **kwargs: Any) -> None:
+def _prepare_online(config: Any, *args: Any, **kwargs: Any) -> None:
     """Before the flow run: validate the config and init the data and the MLflow store."""
     import qlib_prefect
 
+    config = _as_config(config)
     _online_section(config)
     qlib_prefect.init(**config["qlib_init"])
 
