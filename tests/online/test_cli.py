@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import cut_data, golden, store_uri
+from online_helpers import cut_data, golden, store_uri
 
 from qlib_prefect.cli.main import main
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA, cut_data, day_frame, golden, init_store, store_uri
+from online_helpers import DATA, cut_data, day_frame, golden, init_store, store_uri
 
 from qlib_prefect.errors import DataError
 from qlib_prefect.online.manager import OnlineManager

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from conftest import GOLD, golden
+from online_helpers import GOLD, golden
 
 from qlib_prefect.config.classpath import resolve_class
 from qlib_prefect.online import manager as manager_mod

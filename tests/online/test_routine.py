@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DATA, cut_data, golden
+from online_helpers import DATA, cut_data, golden
 
 from qlib_prefect.config import runtime
 from qlib_prefect.data.provider import LocalProvider
@@ -82,7 +82,7 @@ def test_daily_routine_equals_simulate(store: str, simulated: tuple, tmp_path: P
         signals = manager.get_signals()
     finally:
         runtime.set_provider(None)
-        from conftest import init_store
+        from online_helpers import init_store
 
         init_store(store)
 
