@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def main() -> None:
         "n_recorders": len(R.list_recorders(experiment_name=NAME)),
     }
     (out / "goldens.json").write_text(json.dumps(golden, indent=1) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {out}: {len(history)} history entries, {len(signals)} raw / {len(dedup)} unique signal rows")
 
 
