@@ -16,7 +16,7 @@ __all__ = ["entry", "main"]
 
 #: sub-command modules (``qlib_prefect.cli.<name>``), each with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = ("data", "dataset", "demo", "run", "rolling", "task_pool", "serve", "report",
-                                     "cache")
+                                     "cache", "online")
 
 
 #: ``qlib-prefect --help``: what the tool is, then the commands a new user starts with.

@@ -220,6 +220,17 @@ QLIB_ALIASES: dict[str, str] = {
     "DelayTrainerR": "qlib_prefect.task.trainer",
     "TrainerRM": "qlib_prefect.task.trainer_rm",
     "DelayTrainerRM": "qlib_prefect.task.trainer_rm",
+    # online serving (qlib.workflow.online.*)
+    "OnlineManager": "qlib_prefect.online.manager",
+    "OnlineStrategy": "qlib_prefect.online.strategy",
+    "RollingStrategy": "qlib_prefect.online.strategy",
+    "OnlineTool": "qlib_prefect.online.utils",
+    "OnlineToolR": "qlib_prefect.online.utils",
+    "RMDLoader": "qlib_prefect.online.update",
+    "RecordUpdater": "qlib_prefect.online.update",
+    "DSBasedUpdater": "qlib_prefect.online.update",
+    "PredUpdater": "qlib_prefect.online.update",
+    "LabelUpdater": "qlib_prefect.online.update",
 }
 
 

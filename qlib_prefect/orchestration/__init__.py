@@ -96,6 +96,11 @@ _LAZY = {
     "run_rolling": "qlib_prefect.orchestration._rolling",
     "rolling_plan": "qlib_prefect.orchestration._windows",
     "train_rolling_window": "qlib_prefect.orchestration._rolling",
+    # the daily online routine
+    "online_routine": "qlib_prefect.orchestration._online",
+    "ingest_drops": "qlib_prefect.orchestration._online",
+    "online_strategy": "qlib_prefect.orchestration._online",
+    "routine_history": "qlib_prefect.orchestration._online",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
     "ROLLING_CRON": "qlib_prefect.orchestration._deploy",

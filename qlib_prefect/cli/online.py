@@ -1,0 +1,81 @@
+"""``qlib-prefect online``: the daily online routine (qlib's ``qlib.workflow.online`` on Prefect and MLflow).
+
+Examples::
+
+    qlib-prefect online init online.yaml                       # first train: the first rolling windows go online
+    qlib-prefect online routine online.yaml [--date 2017-07-05] # ingest the drops, update, retrain when due, signal
+    qlib-prefect online simulate online.yaml --start 2017-07-03 --end 2017-09-29
+    qlib-prefect online status online.yaml                     # the online models (run id, test segment)
+    qlib-prefect online history online.yaml                    # one line per routine day
+
+The config is a qrun-style YAML with ``qlib_init`` (``provider_uri`` = the data directory), ``task`` (the template)
+and an ``online`` section: ``name`` (strategy / experiment / registered model), ``source`` (a folder of CSV drops or
+one CSV), ``step``, ``rtype``, ``trunc_days``, ``symbol_col``, ``date_col``, ``fields`` (docs/online.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["register"]
+
+ACTIONS = ("init", "routine", "simulate", "status", "history")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("online", help="online serving: init / routine / simulate / status / history",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("config", help="the online YAML config")
+    p.add_argument("--date", default=None, help="routine: the routine day (default: the last calendar date)")
+    p.add_argument("--start", default=None, help="simulate: the first day")
+    p.add_argument("--end", default=None, help="simulate: the last day")
+    p.set_defaults(func=_run)
+
+
+def _config(path: str) -> dict:
+    from qlib_prefect.config.loader import load_config
+
+    return load_config(path, validate="structure").raw
+
+
+def _run(args: argparse.Namespace) -> int:
+    import qlib_prefect
+    from qlib_prefect.errors import ConfigError
+
+    cfg = _config(args.config)
+    if args.action in ("init", "routine"):
+        from qlib_prefect.orchestration import online_routine
+
+        out = online_routine(cfg, args.date if args.action == "routine" else None)
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    qlib_prefect.init(**cfg["qlib_init"])
+    from qlib_prefect.orchestration import online_strategy, routine_history
+
+    strategy = online_strategy(cfg)
+    if args.action == "simulate":
+        from qlib_prefect.online.manager import OnlineManager
+
+        if args.start is None:
+            raise ConfigError("online simulate: --start is required")
+        manager = OnlineManager(strategy, begin_time=args.start)
+        signals = manager.simulate(end_time=args.end)
+        dates = signals.index.get_level_values("datetime")
+        print(f"{len(signals)} signal rows, {dates.min().date()} .. {dates.max().date()}")
+        print(manager.history_records().to_string(index=False))
+        return 0
+    if args.action == "status":
+        from qlib_prefect.online.strategy import task_test_segment
+
+        online = strategy.tool.online_models()
+        if not online:
+            print(f"{strategy.name_id}: no online models (run `qlib-prefect online init`)")
+            return 1
+        for rec in online:
+            print(rec.info["id"], *(str(x) for x in task_test_segment(rec)))
+        return 0
+    print(routine_history(cfg).to_string(index=False))
+    return 0
