@@ -84,3 +84,10 @@ def test_models_are_fitted_and_records_built_only_by_the_pipeline_executor() -> 
                     and any(isinstance(a, ast.Name) and a.id == "RECORD_MODULE" for a in node.args)):
                 callers.append(f"{name}:{node.lineno} builds records")
     assert callers == [], callers
+
+
+def test_test_file_basenames_are_unique() -> None:
+    """Test folders have no ``__init__.py`` (pytest's rootdir-less import): two files with one basename clash."""
+    tests = Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("test_*.py") if "golden" not in p.parts]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

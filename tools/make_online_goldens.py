@@ -6,7 +6,7 @@
 On the handler goldens' qlib-format data (tests/golden/handlers/data: 24 instruments, 2019-01-02 .. 2020-09-09,
 no future calendar) it runs qlib 0.9.7's ``OnlineManager(RollingStrategy(NAME, TASK, RollingGen(step=STEP,
 rtype=ROLL_SD)), TrainerR(), begin_time=BEGIN).simulate(end_time=END)`` with a tiny Alpha158 + LightGBM task
-(``TASK`` below; tests/online/test_golden.py imports it from this file's JSON output) and writes:
+(``TASK`` below; tests/online/test_online_golden.py imports it from this file's JSON output) and writes:
 
 * ``goldens.json``: the inputs (task, step, begin, end), qlib's history (``[[date, [[model class, test start,
   test end], ...]], ...]`` in step order), its raw signal row count and date sequence (qlib re-appends the last

@@ -16,10 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +35,7 @@ from qlib_prefect.utils.threads import run_chunks
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["PROGRESS_LOGGER", "LGBModel", "TrainingProgress"]
+__all__ = ["PROGRESS_LOGGER", "LGBModel", "TrainingProgress", "training_label"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,37 @@ def _c_copy(arr: np.ndarray) -> np.ndarray:
 
 #: logger of the periodic training-progress lines (the CLI sends it into the Prefect task logs)
 PROGRESS_LOGGER = "qlib_prefect.progress"
+_LABEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("qlib_prefect_training_label", default=None)
+
+
+@contextlib.contextmanager
+def training_label(label: str) -> Iterator[None]:
+    """Fits inside the block label their evaluation and progress lines (``[window-3] [20]\ttrain's l2: ...``):
+    concurrent rolling windows then tell their lines apart. qlib's lines are unlabelled."""
+    token = _LABEL.set(label)
+    try:
+        yield
+    finally:
+        _LABEL.reset(token)
+
+
+def _log_evaluation(period: int) -> Any:
+    """LightGBM's ``log_evaluation`` (same line), prefixed with the :func:`training_label` when one is set."""
+    import lightgbm as lgb
+
+    label = _LABEL.get()
+    if label is None:
+        return lgb.log_evaluation(period=period)
+
+    def callback(env: Any) -> None:
+        if period > 0 and env.evaluation_result_list and (env.iteration + 1) % period == 0:
+            results = "\t".join(f"{r[0]}'s {r[1]}: {r[2]:g}" for r in env.evaluation_result_list)
+            print(f"[{label}] [{env.iteration + 1}]\t{results}", flush=True)
+
+    callback.order = 10  # type: ignore[attr-defined]  # where lightgbm runs its own log_evaluation
+    return callback
+
+
 _LIVE: dict[str, Any] = {"progress": None, "users": 0}  # one rich progress display shared by concurrent fits
 _LIVE_LOCK = threading.Lock()
 
@@ -254,10 +288,12 @@ class LGBModel(ModelFT):
             lgb.early_stopping(
                 self.early_stopping_rounds if early_stopping_rounds is None else early_stopping_rounds, verbose=False
             ),
-            lgb.log_evaluation(period=verbose_eval),
+            _log_evaluation(verbose_eval),
             lgb.record_evaluation(evals_result),
         ]
-        progress = TrainingProgress(total=rounds) if verbose_eval and verbose_eval > 0 else None
+        label = _LABEL.get()
+        progress = (TrainingProgress(total=rounds, label=f"LightGBM {label}" if label else "LightGBM")
+                    if verbose_eval and verbose_eval > 0 else None)
         if progress is not None:
             callbacks.append(progress)
         booster = None
@@ -309,7 +345,7 @@ class LGBModel(ModelFT):
             init_model=self.model,
             valid_sets=[dtrain],
             valid_names=["train"],
-            callbacks=[lgb.log_evaluation(period=verbose_eval)],
+            callbacks=[_log_evaluation(verbose_eval)],
         )
 
     def get_feature_importance(self, *args: Any, **kwargs: Any) -> pd.Series:

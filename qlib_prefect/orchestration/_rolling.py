@@ -42,6 +42,7 @@ from prefect import task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from qlib_prefect.errors import ConfigError, RecorderError
+from qlib_prefect.model.gbdt import training_label
 from qlib_prefect.orchestration._cache import StageCachePolicy
 from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
 from qlib_prefect.orchestration._memo import MEMO
@@ -190,7 +191,8 @@ def _window_fn(ctx: _RunCtx | dict[str, Any], w: WindowSpec | dict[str, Any], st
     store = ctx.store
     with store.build(WINDOW_STAGE, w.key, meta={"window": w.index, "group": w.group, "test": w.test_label()}) as tmp:
         rec = StoreRecorder(path=tmp, name=f"window-{w.index}")
-        _train_window(ctx, w, rec)
+        with training_label(f"window-{w.index}"):  # concurrent windows' LightGBM lines stay apart
+            _train_window(ctx, w, rec)
         rec.flush()
     return {"stage": WINDOW_STAGE, "key": w.key, "path": str(store.path(WINDOW_STAGE, w.key))}
 

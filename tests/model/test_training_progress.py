@@ -55,3 +55,20 @@ def test_verbose_eval_zero_is_silent(capsys: pytest.CaptureFixture[str]) -> None
     ds = make_dataset(make_frame(seed=1), SEGMENTS)
     LGBModel(num_leaves=7, num_threads=1).fit(ds, num_boost_round=5, verbose_eval=0)
     assert "LightGBM:" not in capsys.readouterr().err
+
+
+def test_training_label_prefixes_evaluation_and_progress_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """Concurrent rolling windows label their LightGBM lines; without a label the lines are qlib's."""
+    from qlib_prefect.model.gbdt import training_label
+
+    ds = make_dataset(make_frame(seed=1), SEGMENTS)
+    with training_label("window-3"):
+        LGBModel(num_leaves=7, num_threads=1).fit(ds, num_boost_round=4, verbose_eval=2)
+    out = capsys.readouterr()
+    evals = [ln for ln in out.out.splitlines() if "'s l2:" in ln]
+    assert [ln.split("\t")[0] for ln in evals] == ["[window-3] [2]", "[window-3] [4]"]
+    assert "train's l2:" in evals[0] and "valid's l2:" in evals[0]
+    assert "LightGBM window-3: finished after" in out.err + out.out
+    LGBModel(num_leaves=7, num_threads=1).fit(ds, num_boost_round=2, verbose_eval=2)
+    plain = [ln for ln in capsys.readouterr().out.splitlines() if "'s l2:" in ln]
+    assert plain and all(not ln.startswith("[window") for ln in plain)

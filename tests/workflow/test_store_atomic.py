@@ -16,6 +16,14 @@ from qlib_prefect.workflow._store import get_client
 
 _CREATE = """
 import sys
+import time
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+# every SQL statement of the creation takes 10 ms longer: MLflow's migrations then last several seconds on any
+# machine, so the signal always lands inside them (the test does not depend on how fast this machine is)
+event.listen(Engine, "before_cursor_execute", lambda *a, **k: time.sleep(0.01))
 from qlib_prefect.workflow._store import get_client
 print("go", flush=True)
 get_client(sys.argv[1])
