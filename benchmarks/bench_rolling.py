@@ -120,8 +120,9 @@ def _prefect_home() -> Path:
     creating and migrating a new Prefect database takes ~7 s on this machine, once per installation."""
     home = OUT / "prefect_home"
     if not (home / "prefect.db").exists():
-        code = ("from qlib_prefect.orchestration import _settings as s\n"
-                "s.apply_env_defaults(); s.start_api_server_early(); s.wait_api_server(); s._stop_early_server()")
+        code = ("from qlib_prefect.orchestration import apply_env_defaults\n"
+                "from qlib_prefect.tweaks import prefect_server as s\n"
+                "apply_env_defaults(); s.start_api_server(); s.wait_api_server(); s.stop_api_server()")
         env = {**os.environ, "PREFECT_HOME": str(home)}
         env.pop("PREFECT_API_URL", None)
         subprocess.run([sys.executable, "-c", code], env=env, check=True)
