@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--date", default=None, help="routine: the routine day (default: the last calendar date)")
     p.add_argument("--start", default=None, help="simulate: the first day")
     p.add_argument("--end", default=None, help="simulate: the last day")
+    p.add_argument("--json", dest="json_out", action="store_true",
+                   help="init/routine: print the day's summary as JSON instead of the table")
     p.set_defaults(func=_run)
 
 
@@ -47,10 +49,10 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = _config(args.config)
     if args.action in ("init", "routine"):
-        from qlib_prefect.orchestration import online_routine
+        from qlib_prefect.orchestration import online_routine, routine_text
 
         out = online_routine(cfg, args.date if args.action == "routine" else None)
-        print(json.dumps(out, indent=1, default=str))
+        print(json.dumps(out, indent=1, default=str) if args.json_out else routine_text(out))
         return 0
     qlib_prefect.init(**cfg["qlib_init"])
     from qlib_prefect.orchestration import online_strategy, routine_history

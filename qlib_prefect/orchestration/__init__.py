@@ -101,6 +101,7 @@ _LAZY = {
     "ingest_drops": "qlib_prefect.orchestration._online",
     "online_strategy": "qlib_prefect.orchestration._online",
     "routine_history": "qlib_prefect.orchestration._online",
+    "routine_text": "qlib_prefect.orchestration._online",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
     "ROLLING_CRON": "qlib_prefect.orchestration._deploy",

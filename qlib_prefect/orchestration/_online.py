@@ -39,6 +39,7 @@ from prefect.cache_policies import NO_CACHE
 
 from qlib_prefect.errors import ConfigError, DataError
 from qlib_prefect.orchestration._leanflow import LeanFlow
+from qlib_prefect.orchestration._report import mlflow_ui_command
 
 __all__ = ["GATE_CHECKS", "ingest_drops", "online_routine", "online_strategy", "routine_history"]
 
@@ -251,8 +252,47 @@ def _routine(config: Any, date: str | None = None) -> dict:
     step = _routine_task(config, date)
     promo = _promote_task(config, step)
     run_id = _record_task(config, step, ingest, promo)
-    return {"date": step["date"], "new_dates": ingest["new_dates"], "online": step["online"], "new": step["new"],
-            "champion": promo["champion"], "signal_date": step["signal_date"], "routine_run_id": run_id}
+    summary = {"date": step["date"], "new_dates": ingest["new_dates"], "online": step["online"], "new": step["new"],
+               "champion": promo["champion"], "signal_date": step["signal_date"], "routine_run_id": run_id}
+    from qlib_prefect.workflow import R
+
+    summary["tracking_uri"] = R.get_uri()
+    summary["mlflow_ui_command"] = mlflow_ui_command(summary["tracking_uri"])
+    _routine_artifact(summary, step["signal"])
+    return summary
+
+
+def routine_text(summary: dict[str, Any]) -> str:
+    """The routine day as the CLI prints it (the same rows as the Prefect artifact)."""
+    rows = [("routine day", summary["date"]), ("new data dates", ", ".join(summary["new_dates"]) or "none"),
+            ("online models (MLflow run ids)", ", ".join(summary["online"])),
+            ("trained today", ", ".join(summary["new"]) or "none"), ("champion", summary["champion"]),
+            ("signal date", summary["signal_date"]), ("routine run", summary["routine_run_id"])]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join([*lines, f"{'look at it with':<{width}}  {summary['mlflow_ui_command']}"])
+
+
+def _routine_artifact(summary: dict[str, Any], signal: list[dict[str, Any]]) -> None:
+    """A markdown artifact of the flow run: the day, the models online, the top of the signal."""
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        top = sorted(signal, key=lambda r: -float(r["score"]))[:10]
+        md = ["# qlib online routine", "", "| | |", "|---|---|"]
+        md += [f"| {k} | {v} |" for k, v in (
+            ("routine day", summary["date"]), ("new data dates", ", ".join(summary["new_dates"]) or "none"),
+            ("online models", ", ".join(f"`{r}`" for r in summary["online"])),
+            ("trained today", ", ".join(f"`{r}`" for r in summary["new"]) or "none"),
+            ("champion", f"`{summary['champion']}`"), ("signal date", summary["signal_date"]),
+            ("routine run", f"`{summary['routine_run_id']}`"))]
+        md += ["", f"Top {len(top)} scores of {summary['signal_date']}:", "", "| instrument | score |", "|---|---:|"]
+        md += [f"| {r['instrument']} | {float(r['score']):.6f} |" for r in top]
+        md += ["", f"Open with `{summary['mlflow_ui_command']}`"]
+        create_markdown_artifact(markdown="\n".join(md), key="qlib-online-routine",
+                                 description=f"online routine {summary['date']}")
+    except Exception as e:  # the MLflow runs hold the results
+        logger.warning("could not create the Prefect artifact: %s", e)
 
 
 def _prepare_online(config: Any, *args: Any, **kwargs: Any) -> None:

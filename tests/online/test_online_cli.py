@@ -27,7 +27,7 @@ def test_online_cli_init_status_history(session_tmp: Path, tmp_path: Path, capsy
     path.write_text(yaml.safe_dump(cfg))
     assert main(["online", "status", str(path)]) == 1
     assert "no online models" in capsys.readouterr().out
-    assert main(["online", "init", str(path)]) == 0
+    assert main(["online", "init", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["date"] == "2020-03-13" and len(out["online"]) == 1 and out["champion"] == out["online"][0]
     assert main(["online", "status", str(path)]) == 0
@@ -35,3 +35,7 @@ def test_online_cli_init_status_history(session_tmp: Path, tmp_path: Path, capsy
     assert status[:2] == [out["online"][0], "2020-03-02"]
     assert main(["online", "history", str(path)]) == 0
     assert "2020-03-13" in capsys.readouterr().out
+    assert main(["online", "routine", str(path)]) == 0  # no new drop: the same day again, as a labelled table
+    text = capsys.readouterr().out
+    assert "routine day" in text and "champion" in text and out["champion"] in text
+    assert "look at it with" in text and "mlflow ui --backend-store-uri" in text

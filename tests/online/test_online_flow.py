@@ -54,6 +54,15 @@ def test_online_routine_day_by_day(session_tmp: Path, tmp_path: Path) -> None:
     cfg = _config(uri, data, drops, "flow_online")
     first = online_routine(cfg)
     assert first["date"] == BEGIN.date().isoformat() and first["new_dates"] == [] and len(first["online"]) == 1
+    assert first["mlflow_ui_command"].startswith("mlflow ui --backend-store-uri")
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as pclient:  # the routine's summary as a Prefect artifact, like a run's
+        arts = pclient.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["qlib-online-routine"])))
+    assert any(first["routine_run_id"] in a.data and "| champion |" in a.data and "| instrument | score |" in a.data
+               for a in arts)
     outs = [first]
     for d in days:
         day_frame(d, tuple(FIELDS)).to_csv(drops / f"{d.date()}.csv", index=False)
