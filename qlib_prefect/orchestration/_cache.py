@@ -32,12 +32,12 @@ from prefect.cache_policies import CachePolicy
 
 from qlib_prefect.config.hashing import canonical_hash
 from qlib_prefect.errors import ConfigError
+from qlib_prefect.workflow.pipeline import RECORD_MODULE
 
 __all__ = ["StageCachePolicy", "StageSpec", "build_plan", "stage_key"]
 
 logger = logging.getLogger(__name__)
 
-RECORD_MODULE = "qlib_prefect.workflow.record_temp"
 #: ``qlib_init`` keys that do not change results (where things are, not what they are).
 _ENV_IGNORED = frozenset({"provider_uri", "exp_manager", "mount_path", "logging_level", "kernels", "redis_host",
                           "redis_port", "redis_task_db", "mongo", "flask_server", "dataset_cache", "expression_cache",

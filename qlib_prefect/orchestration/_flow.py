@@ -22,7 +22,14 @@ from qlib_prefect.config.hashing import canonical_json
 from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
-from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
+from qlib_prefect.orchestration._leanflow import (
+    LeanFlow,
+    flow_run_id,
+    load_workflow_config,
+    results_dir,
+    state_name,
+    warm_tracking,
+)
 from qlib_prefect.orchestration._publish import publish_task, recorder_for_run
 from qlib_prefect.orchestration._report import mlflow_ui_command, prefect_artifact
 from qlib_prefect.orchestration._settings import abort_after_interrupt
@@ -123,17 +130,12 @@ def _stage_task(spec: StageSpec, refresh: bool) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ the flow
-def _state_name(state: Any) -> str:
-    return getattr(state, "name", None) or str(getattr(state, "type", "?"))
-
-
 def _workflow(
     config: Any,
     experiment_name: str | None = None,
     refresh: bool = False,
 ) -> dict[str, Any]:
     """Run a qrun task config (dict, YAML path or ``WorkflowConfig``) as Prefect tasks; returns a summary."""
-    from prefect.context import get_run_context
 
     from qlib_prefect._version import __version__, code_version
     from qlib_prefect.report import build_run_report, report_link
@@ -152,18 +154,14 @@ def _workflow(
     recorder = exp.active_recorder
     token = _CURRENT.set(recorder)
     states: dict[str, str] = {}
-    flow_run_id = ""
+    fr_id = flow_run_id()
     try:
-        try:
-            flow_run_id = str(get_run_context().flow_run.id)
-        except Exception:
-            flow_run_id = ""
         task_cfg = cfg.task
         recorder.log_params(**flatten_dict(task_cfg))
         recorder.save_objects(task=task_cfg)
         recorder.set_tags(**{
             CONFIG_HASH_TAG: cfg.config_hash(), FINGERPRINT_TAG: fingerprint, VERSION_TAG: __version__,
-            FLOW_RUN_TAG: flow_run_id, "hostname": _hostname(),
+            FLOW_RUN_TAG: fr_id, "hostname": _hostname(),
         })
         ctx = RunContext(task=task_cfg, plan=by_name, store_root=str(store.root),
                          experiment_id=recorder.experiment_id,
@@ -181,7 +179,7 @@ def _workflow(
             fut = futures[spec.name]
             fut.wait()
             state = fut.state
-            states[spec.name] = _state_name(state)
+            states[spec.name] = state_name(state)
             if state.is_completed():
                 refs.append(fut.result())
             else:
@@ -192,14 +190,14 @@ def _workflow(
             raise RecorderError(f"stages did not complete: {', '.join(failed)}")
         latest = publish_task(refs, recorder.id, recorder.uri)
         report = build_run_report(recorder, config=cfg.raw, strict=False)  # report.html, ledgers, MLflow 3 entries
-        expect_task_runs(flow_run_id, len(plan) + 1)  # the stages and publish: recorded before the server stops
+        expect_task_runs(fr_id, len(plan) + 1)  # the stages and publish: recorded before the server stops
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
         summary["report_url"] = report_link(recorder) if report is not None else None
         recorder.save_objects(config=redact(cfg.raw))  # no credentials in artifacts
         prefect_artifact(summary, key="qlib-workflow-results", title="qlib workflow results")
     except BaseException as e:
-        abort_after_interrupt(e, flow_run_id)  # CLI: do not wait minutes for stage threads after Ctrl-C
+        abort_after_interrupt(e, fr_id)  # CLI: do not wait minutes for stage threads after Ctrl-C
         _CURRENT.reset(token)
         _join_prewarm()
         clear_memo()

@@ -18,7 +18,7 @@ from prefect import Flow
 
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
 
-__all__ = ["LeanFlow", "load_workflow_config", "results_dir", "warm_tracking"]
+__all__ = ["LeanFlow", "flow_run_id", "load_workflow_config", "results_dir", "state_name", "warm_tracking"]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
@@ -77,3 +77,18 @@ def warm_tracking() -> None:
             manager.client  # noqa: B018 - builds and caches the client of the manager's URI
     except Exception as e:  # the flow opens it again and reports the error
         logger.debug("tracking warm-up skipped: %s", e)
+
+
+def flow_run_id() -> str:
+    """The id of the running Prefect flow run (``""`` outside one)."""
+    try:
+        from prefect.context import get_run_context
+
+        return str(get_run_context().flow_run.id)
+    except Exception:  # not inside a flow run
+        return ""
+
+
+def state_name(state: Any) -> str:
+    """A task or flow run state's display name (``Completed``, ``Cached``...)."""
+    return getattr(state, "name", None) or str(getattr(state, "type", "?"))

@@ -44,7 +44,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from qlib_prefect.errors import ConfigError, RecorderError
 from qlib_prefect.model.gbdt import training_label
 from qlib_prefect.orchestration._cache import StageCachePolicy
-from qlib_prefect.orchestration._leanflow import LeanFlow, load_workflow_config, results_dir, warm_tracking
+from qlib_prefect.orchestration._leanflow import (
+    LeanFlow,
+    flow_run_id,
+    load_workflow_config,
+    results_dir,
+    state_name,
+    warm_tracking,
+)
 from qlib_prefect.orchestration._memo import MEMO
 from qlib_prefect.orchestration._publish import publish_child_run, publish_child_task, publish_refs
 from qlib_prefect.orchestration._recorder import StoreRecorder
@@ -284,10 +291,6 @@ def _window_tags(w: WindowSpec, state: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ the flow
-def _state_name(state: Any) -> str:
-    return getattr(state, "name", None) or str(getattr(state, "type", "?"))
-
-
 def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | None, refresh: bool,
               params: dict[str, Any]) -> dict[str, Any]:
     from qlib_prefect._version import __version__
@@ -325,7 +328,7 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
         failed = []
         for w, fut in zip(plan.windows, futures, strict=True):
             fut.wait()
-            state = _state_name(fut.state)
+            state = state_name(fut.state)
             if not fut.state.is_completed():
                 failed.append((w, fut))
                 results.append({"window": w.index, "state": state})
@@ -349,7 +352,7 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
             sstale = refresh or not store.exists(SUMMARY_STAGE, skey)
             sfut = _summary_task(group, sstale).submit(_fields(ctx), group, refs, plan.summary_records, skey)
             sref = sfut.result()
-            summary_states[group] = _state_name(sfut.state)
+            summary_states[group] = state_name(sfut.state)
             if len(plan.summaries) == 1:
                 metrics.update(publish_refs([sref], parent.id, parent.uri, recorder=parent))
             else:  # one child run per group; the parent gets the group's metrics prefixed
@@ -377,7 +380,7 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
         }
         parent.set_tags(**{"qlib_prefect.rolling.trained": str(trained)})
         # the window, publish and summary tasks: recorded by the temporary API server before it stops
-        expect_task_runs(_flow_run_id(), 2 * len(plan.windows) + len(plan.summaries))
+        expect_task_runs(flow_run_id(), 2 * len(plan.windows) + len(plan.summaries))
         if len(plan.summaries) == 1:  # the merged predictions' tear sheet (report.html, ledgers) in the summary run
             from qlib_prefect.report import build_run_report, report_link
 
@@ -392,15 +395,6 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
     R.end_exp("FINISHED")
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
-
-
-def _flow_run_id() -> str:
-    try:
-        from prefect.context import get_run_context
-
-        return str(get_run_context().flow_run.id)
-    except Exception:  # not inside a flow run
-        return ""
 
 
 def _drop_raw() -> None:
