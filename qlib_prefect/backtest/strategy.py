@@ -200,6 +200,12 @@ class BaseSignalStrategy(BaseStrategy):
     def get_risk_degree(self, trade_step: int | None = None) -> float:
         return self.risk_degree
 
+    def previous_scores(self, step: StepContext) -> tuple[Any, Any] | None:
+        """``(instrument ids, scores)`` of the previous step's prediction (what this step trades on; qlib's
+        ``get_pred_score`` of the previous trade step), or None when there is none."""
+        assert self.signal is not None
+        return self.signal.get(step.t - 1) if step.t >= 1 else None
+
 
 class TopkDropoutStrategy(BaseSignalStrategy):
     """Hold ``topk`` stocks; each day replace up to ``n_drop`` of them by better-ranked ones (qlib semantics).
@@ -274,9 +280,7 @@ class TopkDropoutStrategy(BaseSignalStrategy):
         return out
 
     def generate_trade_decision(self, step: StepContext) -> list[Order]:
-        sig = self.signal
-        assert sig is not None
-        pred = sig.get(step.t - 1) if step.t >= 1 else None
+        pred = self.previous_scores(step)
         if pred is None:
             return []
         ids_p, scores_p = pred

@@ -183,13 +183,11 @@ class WeightStrategyBase(BaseSignalStrategy):
         raise NotImplementedError
 
     def generate_trade_decision(self, step: StepContext) -> list[Order]:
-        sig = self.signal
-        assert sig is not None
-        pred = sig.get(step.t - 1) if step.t >= 1 else None
+        pred = self.previous_scores(step)
         if pred is None:
             return []
         ids, vals = pred
-        codes = np.asarray(sig.codes, dtype=object)
+        codes = np.asarray(self.signal.codes, dtype=object)
         score = pd.Series(np.asarray(vals), index=pd.Index(codes[ids], name="instrument"), name="score")
         cal = getattr(self, "_prepared_cal", None)
         pred_start = cal[step.t - 1] if cal is not None else None
