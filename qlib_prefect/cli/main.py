@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QlibPrefectError as e:
         if show_traceback:
             traceback.print_exc(file=sys.stderr)
-        print(error_paragraph(e), file=sys.stderr)
+        print(error_paragraph(e, hint=not show_traceback), file=sys.stderr)
         return ERROR_EXIT_CODE
     return int(rc or 0)
 
@@ -85,10 +85,11 @@ ERROR_EXIT_CODE = 2
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
-def error_paragraph(exc: BaseException) -> str:
-    """``error: <message>`` (the message names the file, key or date) and how to see more, as one paragraph."""
+def error_paragraph(exc: BaseException, *, hint: bool = True) -> str:
+    """``error: <message>`` (the message names the file, key or date: what to change) and, with ``hint``, how to
+    see the traceback, as one paragraph."""
     text = str(exc).strip() or type(exc).__name__
-    return f"error: {text}\n(rerun with --traceback for the full Python traceback)"
+    return f"error: {text}" + ("\n(rerun with --traceback for the full Python traceback)" if hint else "")
 
 
 def _own_error(exc: BaseException | None) -> bool:

@@ -36,3 +36,14 @@ def custom_op_class() -> type:
 
 
 Twice = custom_op_class()
+
+
+class PandasFailRecord(RecordTemp):
+    """Fails inside pandas (a KeyError of a missing column): a library error raised in a stage."""
+
+    artifact_path = "pandas_fail"
+
+    def generate(self, **kwargs):
+        import pandas as pd
+
+        return pd.DataFrame({"a": [1.0]})["no_such_column"]

@@ -73,7 +73,8 @@ CASES = {
     "unknown codes": ([((*HANDLER, "instruments"), ["AAPL", "NOPE1"])], [f"{H}.instruments", "'NOPE1'"]),
     "benchmark without data": ([((*BT, "benchmark"), "QQQ")], [f"{B}.benchmark: benchmark 'QQQ' has no data"]),
     "benchmark outside the range": ([((*BT, "benchmark"), "OLD")],
-                                    [f"{B}.benchmark: benchmark 'OLD' has data 2015-01-02 .. ", "none in the backtest"]),
+                                    [f"{B}.benchmark: benchmark 'OLD' has data 2015-01-02 .. ",
+                                     "none in the backtest"]),
     "unknown field": ([(("task", "dataset", "kwargs", "handler"), {**LP, "kwargs": {**LP["kwargs"], "data_loader": {
         **LOADER, "kwargs": {"config": {"feature": [["$vwap/$close"], ["V"]],
                                         "label": [["Ref($close, -1)"], ["L"]]}}}}}),
