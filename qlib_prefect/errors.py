@@ -16,6 +16,7 @@ __all__ = [
     "LoadObjectError",
     "QlibPrefectError",
     "RecorderError",
+    "StageError",
 ]
 
 
@@ -64,3 +65,8 @@ class ExpAlreadyExistError(RecorderError):
 
 class BacktestError(QlibPrefectError, ValueError):
     """Invalid backtest input (prediction, benchmark, strategy config)."""
+
+
+class StageError(QlibPrefectError, RuntimeError):
+    """A third-party error (LightGBM, MLflow, pandas...) raised inside a workflow stage, with the stage and config
+    file named; the original exception is the ``__cause__``."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 
 __all__ = ["entry", "main"]
@@ -39,6 +41,9 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qlib-prefect", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an error, print the full Python traceback (default: a one-paragraph message; "
+                             "exit code 2 for configuration, data and stage errors)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -59,12 +64,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_clock()
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_traceback = bool(getattr(args, "traceback", False))
+    if not show_traceback:
+        quiet_own_tracebacks()
     try:
         rc = args.func(args)
     except QlibPrefectError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        if show_traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(error_paragraph(e, hint=not show_traceback), file=sys.stderr)
+        return ERROR_EXIT_CODE
     return int(rc or 0)
+
+
+#: exit code of a command ended by one of our own errors (:class:`~qlib_prefect.errors.QlibPrefectError`: a bad
+#: config, bad data, a stage's wrapped library error); 1 is left to commands reporting findings (``doctor``)
+ERROR_EXIT_CODE = 2
+
+#: the loggers Prefect's engines report a failed flow or task run on (with the traceback)
+_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+def error_paragraph(exc: BaseException, *, hint: bool = True) -> str:
+    """``error: <message>`` (the message names the file, key or date: what to change) and, with ``hint``, how to
+    see the traceback, as one paragraph."""
+    text = str(exc).strip() or type(exc).__name__
+    return f"error: {text}" + ("\n(rerun with --traceback for the full Python traceback)" if hint else "")
+
+
+def _own_error(exc: BaseException | None) -> bool:
+    from qlib_prefect.errors import QlibPrefectError
+
+    return isinstance(exc, QlibPrefectError)
+
+
+class _OwnErrorFilter(logging.Filter):
+    """Drops the traceback from Prefect's "task/flow run failed" log lines when the error is one of ours (its
+    message already says what and where); the line itself stays. Library errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        if info and info is not True and _own_error(info[1]):
+            record.exc_info, record.exc_text = None, None
+            record.msg = f"{record.msg} (traceback: rerun with --traceback)"
+        return True
+
+
+def quiet_own_tracebacks() -> None:
+    """Install :class:`_OwnErrorFilter` on Prefect's engine loggers (plain :mod:`logging`; imports no Prefect)."""
+    for name in _ENGINE_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _OwnErrorFilter) for f in log.filters):
+            log.addFilter(_OwnErrorFilter())
 
 
 def entry() -> None:

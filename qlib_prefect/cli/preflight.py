@@ -41,7 +41,8 @@ def fill_sample_env(config: Any) -> Path | None:
 
 
 def validate_config(config: str | Path) -> None:
-    """Load and validate ``config`` (raises the loader's ``ConfigError``), then fill the sample variable.
+    """Load and validate ``config`` (raises the loader's ``ConfigError``), fill the sample variable, then check
+    the config against its data (:func:`~qlib_prefect.workflow.config_check.check_workflow_config`).
 
     Validation renders an unset sample variable as a stand-in path, so a typo is reported before the sample is
     materialised. Warnings are not shown here: the run loads the config again and shows them once.
@@ -53,8 +54,14 @@ def validate_config(config: str | Path) -> None:
     env = None if get_settings().sample_dir else {**os.environ, SAMPLE_DIR_ENV: "<bundled sample>"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConfigWarning)
-        load_config(config, env=env)
-    fill_sample_env(config)
+        cfg = load_config(config, env=env)
+    if fill_sample_env(config) is not None:  # the config uses the sample: load it again with its real path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConfigWarning)
+            cfg = load_config(config)
+    from qlib_prefect.workflow.config_check import check_workflow_config
+
+    check_workflow_config(cfg)  # dates in the calendar, market, benchmark, fields, operators (reads no data)
 
 
 def route_progress_logs() -> None:

@@ -20,7 +20,7 @@ from prefect.utilities.annotations import quote
 from qlib_prefect.config import runtime
 from qlib_prefect.config.hashing import canonical_json
 from qlib_prefect.data.cache import wait_for_pending_writes
-from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError
+from qlib_prefect.errors import ConfigError, QlibPrefectError, RecorderError, StageError
 from qlib_prefect.orchestration._cache import StageCachePolicy, StageSpec, build_plan, env_hash
 from qlib_prefect.orchestration._leanflow import (
     LeanFlow,
@@ -112,7 +112,16 @@ def _stage_fn(ctx: RunContext, spec: StageSpec, stage_key: str) -> dict[str, Any
     from prefect import get_run_logger
 
     get_run_logger().info("computing %s (key %s)", spec.name, stage_key[:16])
-    return run_stage(ctx, spec)
+    try:
+        return run_stage(ctx, spec)
+    except QlibPrefectError:
+        raise
+    except Exception as e:  # a library's error: say which stage and config (the original stays the cause)
+        src = ctx.extra.get("config_file") or "the config"
+        raise StageError(
+            f"stage {spec.name} failed: {type(e).__name__}: {e} (config {src}; check that stage's keys, "
+            "or rerun with --traceback for the library's traceback)"
+        ) from e
 
 
 def _stage_task(spec: StageSpec, refresh: bool) -> Any:
@@ -165,7 +174,8 @@ def _workflow(
         })
         ctx = RunContext(task=task_cfg, plan=by_name, store_root=str(store.root),
                          experiment_id=recorder.experiment_id,
-                         extra={"dataset_users": dataset_users(plan), "refresh": refresh})
+                         extra={"dataset_users": dataset_users(plan), "refresh": refresh,
+                                "config_file": str(cfg.path) if cfg.path is not None else ""})
         futures: dict[str, Any] = {}
         for spec in plan:
             stale = refresh or not store.exists(spec.store_stage, spec.key)

@@ -3,8 +3,9 @@
 :class:`LeanFlow` is a Prefect ``Flow`` whose direct call (1) applies the lean Prefect environment defaults,
 (2) runs the flow's ``prepare`` hook before any flow run exists (config errors fail there, naming the YAML path;
 work that overlaps the API server's start-up begins there), then (3) calls the flow with heartbeats off, after
-waiting for an API server the CLI started early. ``with_options`` keeps all of it (Prefect's returns a plain
-``Flow``).
+waiting for an API server the CLI started early; a top-level call first sets Crashed the flow runs that killed
+processes left Running (:func:`~qlib_prefect.orchestration.housekeeping.crash_dangling_flow_runs`), and every flow
+run is tagged with its owner process. ``with_options`` keeps all of it (Prefect's returns a plain ``Flow``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import Flow
+from prefect import Flow, tags
 
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
+from qlib_prefect.orchestration.housekeeping import crash_dangling_flow_runs, flow_run_owner_tags
 
 __all__ = ["LeanFlow", "flow_run_id", "load_workflow_config", "results_dir", "state_name", "warm_tracking"]
 
@@ -36,7 +38,10 @@ class LeanFlow(Flow):
         if self.prepare is not None:
             self.prepare(*args, **kwargs)
         with lean_prefect_settings():
-            return super().__call__(*args, **kwargs)
+            if get_run_context_or_none() is None:  # a top-level flow call: end what killed processes left
+                crash_dangling_flow_runs()
+            with tags(*flow_run_owner_tags()):
+                return super().__call__(*args, **kwargs)
 
     def with_options(self, **kwargs: Any) -> LeanFlow:
         new = super().with_options(**kwargs)
@@ -77,6 +82,13 @@ def warm_tracking() -> None:
             manager.client  # noqa: B018 - builds and caches the client of the manager's URI
     except Exception as e:  # the flow opens it again and reports the error
         logger.debug("tracking warm-up skipped: %s", e)
+
+
+def get_run_context_or_none() -> Any:
+    """The current Prefect flow/task run context, ``None`` outside one."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() or TaskRunContext.get()
 
 
 def flow_run_id() -> str:

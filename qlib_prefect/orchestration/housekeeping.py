@@ -8,20 +8,36 @@
   and then the oldest until the total fits a size (a content-store entry loses its ``_COMPLETE`` marker first, so
   a concurrent reader never takes half an entry for done).
 
+* Prefect flow runs: every flow run of a :class:`~qlib_prefect.orchestration.LeanFlow` carries the tags
+  ``qlib-prefect``, ``qlib-prefect-owner:p<pid>-<start time>`` and ``qlib-prefect-host:<hostname>``
+  (:func:`flow_run_owner_tags`). A flow run left Running/Pending by a killed process (kill -9 ends no Prefect
+  state) is set Crashed by the next flow call on the same host (:func:`crash_dangling_flow_runs`), as the next
+  MLflow recorder marks that process' MLflow run KILLED (:mod:`qlib_prefect.workflow.sweeper`).
+
 qlib has no cache of its own to manage; the CLI is ``qlib-prefect gc``, ``doctor`` and ``cache ls|prune``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qlib_prefect.utils.owner import stale_children
+from qlib_prefect.utils.owner import is_alive, stale_children, token
 
-__all__ = ["CacheEntry", "cache_entries", "prune", "stale_temp_dirs", "sweep_temp_dirs"]
+__all__ = ["OWN_FLOW_RUN_TAG", "CacheEntry", "cache_entries", "crash_dangling_flow_runs", "flow_run_owner_tags",
+           "prune", "stale_temp_dirs", "sweep_temp_dirs"]
+
+logger = logging.getLogger("qlib_prefect.orchestration")
+
+#: the tag on every flow run of ours; owner and host tags carry these prefixes
+OWN_FLOW_RUN_TAG = "qlib-prefect"
+_OWNER_PREFIX = "qlib-prefect-owner:"
+_HOST_PREFIX = "qlib-prefect-host:"
 
 _COMPLETE = "_COMPLETE"
 
@@ -114,3 +130,54 @@ def prune(
                 (e.path / _COMPLETE).unlink(missing_ok=True)
             shutil.rmtree(e.path, ignore_errors=True)
     return drop
+
+
+def flow_run_owner_tags() -> list[str]:
+    """The tags naming this process (owner token and host) for the flow runs it starts."""
+    return [OWN_FLOW_RUN_TAG, f"{_OWNER_PREFIX}{token()}", f"{_HOST_PREFIX}{socket.gethostname()}"]
+
+
+def _tag_value(tags: list[str], prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
+
+
+def crash_dangling_flow_runs(limit: int = 200) -> list[str]:
+    """Set Crashed every Running/Pending flow run of ours on this host whose owner process is gone; their ids.
+
+    Flow runs of other hosts, of live processes and without our tags are left alone. Errors (an API that refuses
+    the query) are logged at debug level and left to the next call: housekeeping never stops a run from starting.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    host = socket.gethostname()
+    done: list[str] = []
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING,
+                                                                                StateType.PENDING])),
+                    tags=FlowRunFilterTags(all_=[OWN_FLOW_RUN_TAG]),
+                ),
+                limit=limit,
+            )
+            for fr in runs:
+                owner = _tag_value(list(fr.tags), _OWNER_PREFIX)
+                if not owner or _tag_value(list(fr.tags), _HOST_PREFIX) != host or is_alive(owner):
+                    continue
+                client.set_flow_run_state(
+                    fr.id, Crashed(message=f"owner process {owner} is gone (killed); marked by the next run"),
+                    force=True,
+                )
+                done.append(str(fr.id))
+    except Exception as e:  # pragma: no cover - an API refusing the query: the next run retries
+        logger.debug("flow-run housekeeping skipped: %s", e)
+    return done

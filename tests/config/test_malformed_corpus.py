@@ -1,7 +1,7 @@
 """A corpus of malformed configs: each fails validation with its key path in the message, all of them quickly.
 
-(The same corpus through the CLI in subprocesses needs validation before the Prefect server start: ux16's
-``cli/preflight``.)
+A representative subset also runs through ``qlib-prefect run BAD.yaml`` processes:
+tests/cli/test_cli_malformed_corpus.py (exit code 2, no traceback, no MLflow run, nothing cached).
 """
 
 from __future__ import annotations
