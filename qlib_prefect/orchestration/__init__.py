@@ -102,6 +102,8 @@ _LAZY = {
     "online_strategy": "qlib_prefect.orchestration._online",
     "routine_history": "qlib_prefect.orchestration._online",
     "routine_text": "qlib_prefect.orchestration._online",
+    "routine_portfolio": "qlib_prefect.orchestration._online",
+    "portfolio_text": "qlib_prefect.orchestration._online",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
     "ROLLING_CRON": "qlib_prefect.orchestration._deploy",
