@@ -10,18 +10,26 @@ One routine day:
    so the data directory, the models and the predictions are byte-identical to before. On success the staging copy
    replaces the data directory. Drops whose dates are all already in the calendar are skipped (re-running a day
    is harmless).
-2. **routine** (task): ``OnlineManager.routine`` for the day with a :class:`RollingStrategy` rebuilt from the
-   config: new windows trained when the rolling step is crossed, online models switched, online predictions
+2. **routine** (cached task): ``OnlineManager.routine`` for the day with a :class:`RollingStrategy` rebuilt from
+   the config: new windows trained when the rolling step is crossed, online models switched, online predictions
    extended to the new dates (PredUpdater), signals prepared. The first routine of an experiment without online
-   models is ``first_train``. State lives in MLflow: the ``online_status`` tags and the runs' artifacts; no pickled
-   manager.
-3. **promote** (task): every model that went online is a registered MLflow model version (model name = the
-   strategy name); alias ``champion`` on the online one.
-4. **record** (task): one MLflow run per routine day in the experiment ``<name>_routine``, tags ``date`` and
-   ``online_run_ids``, artifact ``signals.csv`` (the latest signal date) -- the queryable online history.
+   models is ``first_train``. The models trained today (online now, not in the previous routine day's
+   ``online_run_ids``) are registered MLflow model versions with the alias ``challenger``. State lives in MLflow:
+   the ``online_status`` tags and the runs' artifacts; no pickled manager.
+3. **promote** (cached task): every online model is a registered version (model name = the strategy name); alias
+   ``champion`` on the online one; ``challenger`` dropped once its model is online.
+4. **portfolio** (cached task): tomorrow's target portfolio and orders
+   (:func:`qlib_prefect.online.portfolio.target_portfolio`) from ``online.strategy`` on the latest signal and the
+   holdings of the previous routine day's run (``portfolio/holdings.json``).
+5. **record** (cached task): one MLflow run per routine day in the experiment ``<name>_routine``, tags ``date``,
+   ``online_run_ids``, ``champion`` ..., artifacts ``signals.pkl`` (the latest signal date) and ``portfolio/``
+   (``target.parquet``, ``target.csv``, ``holdings.json``) -- the queryable online history; plus Prefect markdown
+   and table artifacts.
 
-``config`` is a dict or a qrun-style YAML path. Not done yet (docs/online.md, "Routine flow"): tomorrow's
-portfolio, per-step result caching, the ``online-routine`` deployment.
+Cache keys (:func:`_keys`): config hash (tracking URI and data directory included), routine day, previous routine
+run, data fingerprint after the ingest, ``qlib_init`` settings, code version, chained per step. A re-run of a day
+recomputes nothing; every step is idempotent when re-run after a kill -9. ``config`` is a dict or a qrun-style
+YAML path (docs/online.md, "Routine flow").
 """
 
 from __future__ import annotations
