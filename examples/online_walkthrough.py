@@ -4,7 +4,8 @@
 2. first train (``online_routine`` on an experiment without online models = ``qlib-prefect online init``);
 3. drop the later days one CSV per day into the drop folder and run the routine for each: the new rows are
    appended (quality gate), the online model's predictions extended, a new window trained when 20 trading days
-   have passed, the champion alias moved, and the day recorded in MLflow.
+   have passed, the champion alias moved, tomorrow's TopkDropout portfolio (topk 50, n_drop 5) written, and the
+   day recorded in MLflow.
 
     python examples/online_walkthrough.py --days 5 [--workdir ./online_demo]
 
@@ -47,7 +48,7 @@ def main() -> None:
 
     from qlib_prefect.data.importer import import_frame
     from qlib_prefect.data.sample import load_sample_frame
-    from qlib_prefect.orchestration import online_routine, routine_history
+    from qlib_prefect.orchestration import online_routine, portfolio_text, routine_history, routine_portfolio
 
     work = Path(args.workdir).resolve()
     data, drops = work / "data", work / "drops"
@@ -61,7 +62,9 @@ def main() -> None:
             "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
             "kwargs": {"uri": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}}},
         "online": {"name": "sp500_online", "source": str(drops), "step": 20, "rtype": "sliding",
-                   "trunc_days": 2, "fields": FIELDS},
+                   "trunc_days": 2, "fields": FIELDS, "account": 1e8,
+                   "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                                "kwargs": {"topk": 50, "n_drop": 5}}},
         "task": template(),
     }
     print(online_routine(config))  # first train when nothing is online yet, else a routine on the data as it is
@@ -74,6 +77,7 @@ def main() -> None:
         out = online_routine(config)
         print(out["date"], "new:", out["new"], "champion:", out["champion"])
     print(routine_history(config).to_string(index=False))
+    print(portfolio_text(*routine_portfolio(config)))  # tomorrow's target positions and orders
 
 
 if __name__ == "__main__":

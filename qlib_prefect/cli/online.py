@@ -6,11 +6,14 @@ Examples::
     qlib-prefect online routine online.yaml [--date 2017-07-05] # ingest the drops, update, retrain when due, signal
     qlib-prefect online simulate online.yaml --start 2017-07-03 --end 2017-09-29
     qlib-prefect online status online.yaml                     # the online models (run id, test segment)
-    qlib-prefect online history online.yaml                    # one line per routine day
+    qlib-prefect online history online.yaml                    # one line per routine day (online models, champion)
+    qlib-prefect online portfolio online.yaml [--date D]       # the stored target positions and orders of a day
 
 The config is a qrun-style YAML with ``qlib_init`` (``provider_uri`` = the data directory), ``task`` (the template)
 and an ``online`` section: ``name`` (strategy / experiment / registered model), ``source`` (a folder of CSV drops or
-one CSV), ``step``, ``rtype``, ``trunc_days``, ``symbol_col``, ``date_col``, ``fields`` (docs/online.md).
+one CSV), ``step``, ``rtype``, ``trunc_days``, ``symbol_col``, ``date_col``, ``fields``, and for tomorrow's
+portfolio ``strategy`` (e.g. TopkDropoutStrategy with ``topk`` / ``n_drop``), ``account``, ``exchange_kwargs``
+(docs/online.md).
 """
 
 from __future__ import annotations
@@ -21,19 +24,20 @@ from typing import Any
 
 __all__ = ["register"]
 
-ACTIONS = ("init", "routine", "simulate", "status", "history")
+ACTIONS = ("init", "routine", "simulate", "status", "history", "portfolio")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("online", help="online serving: init / routine / simulate / status / history",
+    p = subparsers.add_parser("online", help="online serving: init / routine / simulate / status / history / portfolio",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("config", help="the online YAML config")
-    p.add_argument("--date", default=None, help="routine: the routine day (default: the last calendar date)")
+    p.add_argument("--date", default=None, help="routine / portfolio: the routine day (default: the last calendar "
+                   "date / the latest routine day)")
     p.add_argument("--start", default=None, help="simulate: the first day")
     p.add_argument("--end", default=None, help="simulate: the last day")
     p.add_argument("--json", dest="json_out", action="store_true",
-                   help="init/routine: print the day's summary as JSON instead of the table")
+                   help="init/routine/portfolio: print JSON instead of the table")
     p.set_defaults(func=_run)
 
 
@@ -79,5 +83,18 @@ def _run(args: argparse.Namespace) -> int:
         for rec in online:
             print(rec.info["id"], *(str(x) for x in task_test_segment(rec)))
         return 0
-    print(routine_history(cfg).to_string(index=False))
+    if args.action == "portfolio":
+        from qlib_prefect.orchestration import portfolio_text, routine_portfolio
+
+        tags, table = routine_portfolio(cfg, args.date)
+        if args.json_out:
+            print(table.to_json(orient="records", indent=1))
+        else:
+            print(portfolio_text(tags, table))
+        return 0
+    hist = routine_history(cfg)
+    if hist.empty:
+        print(f"{strategy.name_id}: no routine day recorded (run `qlib-prefect online init`)")
+        return 1
+    print(hist.to_string(index=False))
     return 0

@@ -1,4 +1,4 @@
-"""``qlib-prefect serve``: serve the qlib-workflow and rolling-retrain deployments from this one process.
+"""``qlib-prefect serve``: serve the qlib-workflow, rolling-retrain (and online-routine) deployments from one process.
 
 Examples::
 
@@ -6,8 +6,10 @@ Examples::
     export PREFECT_API_URL=http://127.0.0.1:4200/api
     qlib-prefect serve --config examples/benchmarks/LightGBM/workflow_config_lightgbm_Alpha158.yaml
     prefect deployment run 'qlib-workflow/qlib-workflow' --param config=my_workflow.yaml --watch
+    qlib-prefect serve --online-config online.yaml          # + online-routine (weekdays 17:30 New York time)
 
-The process registers the deployments (rolling-retrain with its cron schedule unless ``--no-schedule``), then
+The process registers the deployments (rolling-retrain and online-routine with their cron schedules unless
+``--no-schedule``; online-routine only with ``--online-config`` or ``--only online-routine``), then
 polls the API and runs their flow runs as subprocesses until Ctrl-C: no work pool or worker needed. The same
 deployments for a process work pool are in ``deployments/prefect.yaml`` (``prefect deploy --all``).
 """
@@ -23,7 +25,7 @@ __all__ = ["register", "serve_from_args"]
 
 
 def register(subparsers: Any) -> None:
-    from qlib_prefect.orchestration import DEPLOYMENTS, ROLLING_CRON, ROLLING_TIMEZONE
+    from qlib_prefect.orchestration import DEPLOYMENTS, ONLINE_CRON, ROLLING_CRON, ROLLING_TIMEZONE
 
     p = subparsers.add_parser("serve", help="serve the qlib-workflow / rolling-retrain deployments (no worker)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,8 +37,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rtype", default=None, choices=["expanding", "sliding"], help="rolling-retrain default rtype")
     p.add_argument("--cron", default=ROLLING_CRON, help=f"rolling-retrain schedule (default {ROLLING_CRON!r})")
     p.add_argument("--timezone", default=ROLLING_TIMEZONE, help=f"schedule time zone (default {ROLLING_TIMEZONE})")
+    p.add_argument("--online-config", dest="online_config", default=None,
+                   help="the online YAML of online-routine (serves online-routine too)")
+    p.add_argument("--online-cron", dest="online_cron", default=ONLINE_CRON,
+                   help=f"online-routine schedule (default {ONLINE_CRON!r})")
     p.add_argument("--no-schedule", dest="no_schedule", action="store_true",
-                   help="register rolling-retrain without its schedule")
+                   help="register rolling-retrain and online-routine without their schedules")
     p.add_argument("--only", action="append", choices=list(DEPLOYMENTS), default=None,
                    help="serve only this deployment (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="at most this many concurrent flow runs")
@@ -65,9 +71,15 @@ def serve_from_args(args: argparse.Namespace) -> int:
         from qlib_prefect.cli.demo import example_config
 
         config = str(example_config())
+    from qlib_prefect.orchestration import DEPLOYMENTS
+
+    online_config = _abs_if_file(getattr(args, "online_config", None))
+    names = args.only or [n for n in DEPLOYMENTS if n != "online-routine" or online_config]
     deployments = build_deployments(
         config=config, rolling_config=_abs_if_file(args.rolling_config), step=args.step, rtype=args.rtype,
-        cron=None if args.no_schedule else args.cron, timezone=args.timezone, names=args.only,
+        cron=None if args.no_schedule else args.cron, timezone=args.timezone, names=names,
+        online_config=online_config,
+        online_cron=None if args.no_schedule else getattr(args, "online_cron", None),
     )
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
     print(f"serving {names} against {get_settings().prefect_api_url}", flush=True)

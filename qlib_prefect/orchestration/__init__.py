@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from qlib_prefect.orchestration._cache import StageCachePolicy
     from qlib_prefect.orchestration._deploy import (
         DEPLOYMENTS,
+        ONLINE_CRON,
         ROLLING_CRON,
         ROLLING_TIMEZONE,
         build_deployments,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 #: does not import Prefect)
 __all__ = [
     "DEPLOYMENTS",
+    "ONLINE_CRON",
     "ROLLING_CRON",
     "ROLLING_TIMEZONE",
     "ContentStore",
@@ -102,9 +104,12 @@ _LAZY = {
     "online_strategy": "qlib_prefect.orchestration._online",
     "routine_history": "qlib_prefect.orchestration._online",
     "routine_text": "qlib_prefect.orchestration._online",
+    "routine_portfolio": "qlib_prefect.orchestration._online",
+    "portfolio_text": "qlib_prefect.orchestration._online",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
     "ROLLING_CRON": "qlib_prefect.orchestration._deploy",
+    "ONLINE_CRON": "qlib_prefect.orchestration._deploy",
     "ROLLING_TIMEZONE": "qlib_prefect.orchestration._deploy",
     "build_deployments": "qlib_prefect.orchestration._deploy",
     "run_rolling_on_workers": "qlib_prefect.orchestration._deploy",

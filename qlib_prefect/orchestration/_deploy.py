@@ -1,11 +1,14 @@
 """Deployments of the qlib flows: built from code (``qlib-prefect serve``) and one flow run per rolling window.
 
-The same two deployments are declared in ``deployments/prefect.yaml`` (for ``prefect deploy --all`` + a process
+The same deployments are declared in ``deployments/prefect.yaml`` (for ``prefect deploy --all`` + a process
 work pool); :func:`build_deployments` builds them from code for :func:`serve_deployments`:
 
 * ``qlib-workflow/qlib-workflow``: parameter ``config`` (a qrun YAML path, or a config dict);
 * ``qlib-rolling/rolling-retrain``: parameters ``config``, ``step``, ``rtype``; a cron schedule (weekdays
-  after the US close) that extends the rolling model to the newest data and writes a new summary run.
+  after the US close) that extends the rolling model to the newest data and writes a new summary run;
+* ``qlib-online-routine/online-routine``: parameter ``config`` (an online YAML, docs/online.md); a cron schedule
+  (weekdays 17:30 New York time) running one online routine day (ingest, predict, retrain when due, promote,
+  tomorrow's portfolio).
 
 :func:`run_window_deployment` runs one rolling window (a complete qrun config dict) as a flow run of the
 ``qlib-workflow`` deployment on whatever worker picks it up and returns the MLflow run it wrote (found by the
@@ -30,6 +33,7 @@ from qlib_prefect.errors import ConfigError, RecorderError
 __all__ = [
     "DEFAULT_POOL",
     "DEPLOYMENTS",
+    "ONLINE_CRON",
     "ROLLING_CRON",
     "ROLLING_TIMEZONE",
     "ROLLING_WINDOW_DEPLOYMENT",
@@ -50,6 +54,8 @@ DEFAULT_POOL = "qlib-local"
 #: weekdays 18:30 New York time: after the US close, when the day's bars are in.
 ROLLING_CRON = "30 18 * * 1-5"
 ROLLING_TIMEZONE = "America/New_York"
+#: weekdays 17:30 New York time: the daily online routine, after the close (before rolling-retrain).
+ONLINE_CRON = "30 17 * * 1-5"
 #: which deployment runs a qlib-workflow window for :func:`run_window_deployment` (default
 #: ``qlib-workflow/qlib-workflow``).
 WINDOW_DEPLOYMENT_ENV = "QLIB_PREFECT_WINDOW_DEPLOYMENT"
@@ -77,6 +83,16 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {
         "description": "Extend the rolling model to the newest data (new windows only) and write a summary run.",
         "tags": ["qlib", "rolling"],
     },
+    "online-routine": {
+        "module": "qlib_prefect.orchestration._online",
+        "flow": "online_routine",
+        "parameters": {"config": "online.yaml"},
+        "cron": ONLINE_CRON,
+        "timezone": ROLLING_TIMEZONE,
+        "description": "One online routine day: ingest the CSV drops (quality gate), update predictions, retrain "
+                       "when due, promote the champion, write tomorrow's target portfolio.",
+        "tags": ["qlib", "online"],
+    },
     "rolling-window": {
         "module": "qlib_prefect.orchestration._deploy",
         "flow": "rolling_window_flow",
@@ -101,11 +117,14 @@ def build_deployments(
     cron: str | None = ROLLING_CRON,
     timezone: str = ROLLING_TIMEZONE,
     names: Sequence[str] | None = None,
+    online_config: str | None = None,
+    online_cron: str | None = ONLINE_CRON,
 ) -> list[Any]:
     """``RunnerDeployment`` objects for :func:`prefect.serve` (``flow.to_deployment``), one per name.
 
     ``config`` is the qlib-workflow default, ``rolling_config`` (default: ``config``) with ``step``/``rtype``
-    the rolling-retrain defaults; ``cron=None`` registers rolling-retrain without a schedule. A deployment
+    the rolling-retrain defaults; ``cron=None`` registers rolling-retrain without a schedule; ``online_config`` /
+    ``online_cron`` the same for online-routine (``online_cron=None``: no schedule). A deployment
     whose flow module is not importable (the rolling flow on an older checkout) is skipped with a warning
     unless it was asked for by name.
     """
@@ -134,10 +153,13 @@ def build_deployments(
                 params["rtype"] = str(rtype)
         kwargs: dict[str, Any] = {"name": name, "parameters": params, "description": spec["description"],
                                   "tags": list(spec["tags"])}
-        if spec.get("cron") and cron:
+        if name == "online-routine" and online_config:
+            params["config"] = str(online_config)
+        when = online_cron if name == "online-routine" else cron
+        if spec.get("cron") and when:
             from prefect.schedules import Cron
 
-            kwargs["schedules"] = [Cron(cron, timezone=timezone)]
+            kwargs["schedules"] = [Cron(when, timezone=timezone)]
         dep = flow.to_deployment(**kwargs)
         # the flow objects wrap private functions: point the entrypoint at the importable Flow object itself
         from prefect.types.entrypoint import EntrypointType

@@ -34,7 +34,9 @@ def _config(uri: str, data: Path, drops: Path, name: str) -> dict:
                 "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
                 "kwargs": {"uri": uri, "default_exp_name": "Experiment"}}},
             "online": {"name": name, "source": str(drops), "step": 20, "rtype": "sliding", "trunc_days": 2,
-                       "fields": FIELDS},
+                       "fields": FIELDS, "account": 1e6,
+                       "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                                    "kwargs": {"topk": 5, "n_drop": 2}}},
             "task": copy.deepcopy(golden()["task"])}
 
 

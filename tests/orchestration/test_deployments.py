@@ -347,7 +347,8 @@ def test_prefect_yaml_and_code_deployments_agree() -> None:
     spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
     declared = {d["name"]: d for d in spec["deployments"]}
     built = {d.name: d for d in build_deployments()}
-    assert set(declared) == set(built) == {"qlib-workflow", "rolling-retrain", "rolling-window"}
+    assert set(declared) == set(built) == {"qlib-workflow", "rolling-retrain", "rolling-window",
+                                                                 "online-routine"}
     for name, d in built.items():
         y = declared[name]
         assert d.parameters == y["parameters"], name
