@@ -26,6 +26,12 @@ Steps:
    ``qlib.contrib.evaluate.backtest_daily`` with its default exchange (TopkDropout 3/1):
    ``<out>/backtest_daily.report.parquet``.
 
+5. ``qlib.backtest.collect_data`` (TopkDropout 3/1 on the same score, executor ``track_data=True``, the same
+   exchange): every step's ``TradeDecisionWO`` (step times and orders after dealing) into
+   ``<out>/collect_data.json``, its ``return_value`` report into ``<out>/collect_data.report.parquet``;
+   ``qlib.backtest.report.PortfolioMetrics`` benchmark series (SPX) and a step sample into the same JSON.
+   ``--only collect`` runs only this step (the data directory must exist).
+
 Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
 """
@@ -171,10 +177,50 @@ def _spans_json(spans: dict) -> dict:
     return {k: [[pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()] for a, b in v] for k, v in spans.items()}
 
 
+def collect_goldens(out: Path) -> None:
+    """Step 5: ``collect_data`` decisions and report, ``PortfolioMetrics`` benchmark (see the module docstring)."""
+    from qlib.backtest import collect_data, format_decisions
+    from qlib.backtest.decision import TradeDecisionWO
+    from qlib.backtest.report import PortfolioMetrics
+
+    pred = pd.read_parquet(out / "pred.parquet")
+    strategy = {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                "kwargs": {"signal": pred["score"], "topk": 3, "n_drop": 1}}
+    executor = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True, "track_data": True}}
+    rv: dict = {}
+    decisions = list(collect_data(BT_START, BT_END, strategy, executor, benchmark="SPX", account=1e6,
+                                  exchange_kwargs=BT_EXCHANGE, return_value=rv))
+    assert all(isinstance(d, TradeDecisionWO) for d in decisions)
+    fmt = format_decisions(decisions)
+    steps = [{"start": str(d.start_time), "end": str(d.end_time), "empty": bool(d.empty()),
+              "orders": [[o.stock_id, float(o.amount), int(o.direction), float(o.deal_amount), str(o.start_time),
+                          str(o.end_time)] for o in d.get_decision()]} for d in decisions]
+    rv["portfolio_dict"]["1day"][0].to_parquet(out / "collect_data.report.parquet")
+    pm = PortfolioMetrics(freq="day", benchmark_config={"benchmark": "SPX", "start_time": BT_START,
+                                                        "end_time": BT_END})
+    bench = {str(k.date()): float(v) for k, v in pm.bench.items()}
+    sample = float(pm._sample_benchmark(pm.bench, "2016-03-07", "2016-03-11 23:59:59"))
+    ind = rv["indicator_dict"]["1day"][0]
+    doc = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "steps": steps,
+           "format": [fmt[0], len(fmt[1]), all(sub is None for _, sub in fmt[1])],
+           "indicator_count": [int(x) for x in ind["count"]], "bench": bench, "bench_sample_0307_0311": sample}
+    (out / "collect_data.json").write_text(json.dumps(doc) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "tests" / "golden" / "api"))
-    out = Path(ap.parse_args().out)
+    ap.add_argument("--only", choices=["collect"], default=None)
+    args = ap.parse_args()
+    out = Path(args.out)
+    if args.only == "collect":
+        import qlib
+
+        qlib.init(provider_uri=str(out / "data"), region="us", kernels=1)
+        collect_goldens(out)
+        print("wrote", out / "collect_data.json")
+        return
     write_data(out / "data")
 
     import qlib
@@ -241,6 +287,7 @@ def main() -> None:
     report.to_parquet(out / "backtest_daily.report.parquet")
     golden["strategy"] = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "cases": STRATEGY_CASES}
     (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    collect_goldens(out)
     print("wrote", out)
 
 
