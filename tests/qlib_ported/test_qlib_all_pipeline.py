@@ -4,7 +4,8 @@ Adaptations: ``qlib.tests.config``'s task -> ``qlib_test_data.CSI300_GBDT_TASK``
 the backtest 2017-01-01..2020-08-01 -> 2016-09-01..2016-12-29 (the test segment but its last day, the cut's
 last calendar day, where qlib 0.9.7 raises IndexError), ``topk``/``n_drop`` 50/5 -> 3/1
 (the cut has 6 stocks), ``CSI300_BENCH`` -> SPX; qlib's ``file:`` stores (``URI_PATH`` next to the test file,
-``file:./temp-test-exp-mag`` in ``fake_experiment``) -> SQLite stores in a temporary folder (copied from the
+``file:./temp-test-exp-mag`` in ``fake_experiment``, the default ``./mlruns``, given to ``init`` as qlib's
+``exp_manager`` setting by the class fixture) -> SQLite stores in a temporary folder (copied from the
 session's migrated template; MLflow >= 3.13 refuses file stores), so ``tearDownClass`` / ``test_2`` remove
 those folders; ``@pytest.mark.slow`` dropped (the three tests take seconds here).
 One assertion bound is data: qlib asserts an annualized excess return (with cost) >= 0.05, its model's figure on
@@ -19,8 +20,9 @@ import unittest
 from pathlib import Path
 
 import pytest
-from qlib_test_data import CSI300_BENCH, CSI300_GBDT_TASK, TestAutoData
+from qlib_test_data import CSI300_BENCH, CSI300_GBDT_TASK, DATA, TestAutoData
 
+import qlib_prefect
 from qlib_prefect.utils import flatten_dict, init_instance_by_config
 from qlib_prefect.workflow import R
 from qlib_prefect.workflow.record_temp import PortAnaRecord, SigAnaRecord, SignalRecord
@@ -173,7 +175,12 @@ def backtest_analysis(pred, rid, uri_path: str = None):  # noqa: RUF013 (qlib's 
 def _mlflow_store(request: pytest.FixtureRequest, template_db: Path):
     _TEMPLATE[:] = [template_db]
     request.cls.URI_PATH = _sqlite_uri("test_all_flow_mlruns-")
+    default = _sqlite_uri("test_all_flow_default-")  # qlib's default ./mlruns store (R.get_uri() in test_2)
+    qlib_prefect.init(provider_uri=str(DATA), region="us", exp_manager={
+        "class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+        "kwargs": {"uri": default, "default_exp_name": "Experiment"}})  # fmt: skip
     yield
+    shutil.rmtree(_folder(default), ignore_errors=True)
 
 
 @pytest.mark.usefixtures("_mlflow_store")
