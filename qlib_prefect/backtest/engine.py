@@ -6,6 +6,9 @@ bar end (held, non-suspended stocks re-priced at ``$close``; holding counts + 1;
 trade indicators).
 
 Returns qlib's shapes: ``({"1day": (report_df, positions)}, {"1day": (indicators_df, indicator)})``.
+The loop is one generator (``_steps``): :func:`backtest` drains it; :func:`collect_data` (qlib's) yields each
+step's :class:`~qlib_prefect.backtest.decision.TradeDecisionWO` from it. The strategy's ``trade_calendar`` is a
+daily :class:`~qlib_prefect.backtest.utils.TradeCalendarManager` at the current step.
 
 Deliberate differences from qlib 0.9.7 (docs/backtest.md): ``end_time`` may be the last calendar day (qlib
 raises IndexError, issue #2278); a duplicated prediction index, an unknown benchmark code or an empty date range

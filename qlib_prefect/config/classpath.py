@@ -205,7 +205,6 @@ QLIB_ALIASES: dict[str, str] = {
     # backtest runtime objects (qlib.backtest.decision / position / report / utils, qlib.backtest)
     "collect_data": "qlib_prefect.backtest.engine",
     "format_decisions": "qlib_prefect.backtest.engine",
-    "get_strategy_executor": "qlib_prefect.backtest.engine",
     "Order": "qlib_prefect.backtest.decision",
     "OrderDir": "qlib_prefect.backtest.decision",
     "OrderHelper": "qlib_prefect.backtest.decision",
