@@ -41,6 +41,7 @@ Deterministic; re-running rewrites the same files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -237,7 +238,9 @@ def pipeline_goldens(out: Path) -> None:
 
     model = init_instance_by_config(PIPELINE_TASK["model"])
     dataset = init_instance_by_config(PIPELINE_TASK["dataset"])
-    with tempfile.TemporaryDirectory() as tmp, R.start(experiment_name="workflow", uri=f"file:{tmp}"):
+    # qlib's recorder leaves ./tmp/<name>/filelock in the working directory: run inside the temporary folder
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), \
+            R.start(experiment_name="workflow", uri=f"file:{tmp}"):
         model.fit(dataset)
         recorder = R.get_recorder()
         SignalRecord(model, dataset, recorder).generate()
