@@ -26,6 +26,14 @@ Steps:
    ``qlib.contrib.evaluate.backtest_daily`` with its default exchange (TopkDropout 3/1):
    ``<out>/backtest_daily.report.parquet``.
 
+5. ``qlib.backtest.collect_data`` (TopkDropout 3/1 on the same score, executor ``track_data=True``, the same
+   exchange): every step's ``TradeDecisionWO`` (step times and orders after dealing) into
+   ``<out>/collect_data.json``, its ``return_value`` report into ``<out>/collect_data.report.parquet``;
+   ``qlib.backtest.report.PortfolioMetrics`` benchmark series (SPX) and a step sample into the same JSON.
+6. qlib's tests/test_all_pipeline.py on the cut (LightGBM on Alpha158/sp500 2016, PortAnaRecord TopkDropout 3/1
+   on the test segment): the risk frame into ``<out>/all_pipeline.json``.
+   ``--only collect`` / ``--only pipeline`` runs only step 5 / 6 (the data directory must exist).
+
 Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
 """
@@ -33,6 +41,7 @@ Deterministic; re-running rewrites the same files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -171,10 +180,98 @@ def _spans_json(spans: dict) -> dict:
     return {k: [[pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()] for a, b in v] for k, v in spans.items()}
 
 
+def collect_goldens(out: Path) -> None:
+    """Step 5: ``collect_data`` decisions and report, ``PortfolioMetrics`` benchmark (see the module docstring)."""
+    from qlib.backtest import collect_data, format_decisions
+    from qlib.backtest.decision import TradeDecisionWO
+    from qlib.backtest.report import PortfolioMetrics
+
+    pred = pd.read_parquet(out / "pred.parquet")
+    strategy = {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                "kwargs": {"signal": pred["score"], "topk": 3, "n_drop": 1}}
+    executor = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True, "track_data": True}}
+    rv: dict = {}
+    decisions = list(collect_data(BT_START, BT_END, strategy, executor, benchmark="SPX", account=1e6,
+                                  exchange_kwargs=BT_EXCHANGE, return_value=rv))
+    assert all(isinstance(d, TradeDecisionWO) for d in decisions)
+    fmt = format_decisions(decisions)
+    steps = [{"start": str(d.start_time), "end": str(d.end_time), "empty": bool(d.empty()),
+              "orders": [[o.stock_id, float(o.amount), int(o.direction), float(o.deal_amount), str(o.start_time),
+                          str(o.end_time)] for o in d.get_decision()]} for d in decisions]
+    rv["portfolio_dict"]["1day"][0].to_parquet(out / "collect_data.report.parquet")
+    pm = PortfolioMetrics(freq="day", benchmark_config={"benchmark": "SPX", "start_time": BT_START,
+                                                        "end_time": BT_END})
+    bench = {str(k.date()): float(v) for k, v in pm.bench.items()}
+    sample = float(pm._sample_benchmark(pm.bench, "2016-03-07", "2016-03-11 23:59:59"))
+    ind = rv["indicator_dict"]["1day"][0]
+    doc = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "steps": steps,
+           "format": [fmt[0], len(fmt[1]), all(sub is None for _, sub in fmt[1])],
+           "indicator_count": [int(x) for x in ind["count"]], "bench": bench, "bench_sample_0307_0311": sample}
+    (out / "collect_data.json").write_text(json.dumps(doc) + "\n")
+
+
+#: tests/qlib_ported/qlib_test_data.py's CSI300_GBDT_TASK (qlib.tests.config's task on the cut)
+PIPELINE_TASK = {
+    "model": {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",
+              "kwargs": {"loss": "mse", "colsample_bytree": 0.8879, "learning_rate": 0.0421, "subsample": 0.8789,
+                         "lambda_l1": 205.6999, "lambda_l2": 580.9768, "max_depth": 8, "num_leaves": 210,
+                         "num_threads": 1}},
+    "dataset": {"class": "DatasetH", "module_path": "qlib.data.dataset",
+                "kwargs": {"handler": {"class": "Alpha158", "module_path": "qlib.contrib.data.handler",
+                                       "kwargs": {"start_time": "2016-01-04", "end_time": "2016-12-30",
+                                                  "fit_start_time": "2016-01-04", "fit_end_time": "2016-05-31",
+                                                  "instruments": "sp500"}},
+                           "segments": {"train": ("2016-01-04", "2016-05-31"), "valid": ("2016-06-01", "2016-08-31"),
+                                        "test": ("2016-09-01", "2016-12-30")}}},
+}
+
+
+def pipeline_goldens(out: Path) -> None:
+    """Step 6: qlib's tests/test_all_pipeline.py on the cut (the ported test's adaptations): the
+    ``port_analysis_1day`` risk frame into ``<out>/all_pipeline.json``."""
+    import tempfile
+
+    from qlib.utils import init_instance_by_config
+    from qlib.workflow import R
+    from qlib.workflow.record_temp import PortAnaRecord, SignalRecord
+
+    model = init_instance_by_config(PIPELINE_TASK["model"])
+    dataset = init_instance_by_config(PIPELINE_TASK["dataset"])
+    # qlib's recorder leaves ./tmp/<name>/filelock in the working directory: run inside the temporary folder
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), \
+            R.start(experiment_name="workflow", uri=f"file:{tmp}"):
+        model.fit(dataset)
+        recorder = R.get_recorder()
+        SignalRecord(model, dataset, recorder).generate()
+        conf = {"executor": {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+                             "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True}},
+                "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy.signal_strategy",
+                             "kwargs": {"signal": (model, dataset), "topk": 3, "n_drop": 1}},
+                "backtest": {"start_time": "2016-09-01", "end_time": "2016-12-29", "account": 100000000,
+                             "benchmark": "SPX",
+                             "exchange_kwargs": {"freq": "day", "limit_threshold": 0.095, "deal_price": "close",
+                                                 "open_cost": 0.0005, "close_cost": 0.0015, "min_cost": 5}}}
+        par = PortAnaRecord(recorder, conf, risk_analysis_freq="day")
+        par.generate()
+        df = par.load("port_analysis_1day.pkl")
+    risk = {f"{a}.{b}": float(v) for (a, b), v in df["risk"].items()}
+    (out / "all_pipeline.json").write_text(json.dumps(risk, indent=1, sort_keys=True) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "tests" / "golden" / "api"))
-    out = Path(ap.parse_args().out)
+    ap.add_argument("--only", choices=["collect", "pipeline"], default=None)
+    args = ap.parse_args()
+    out = Path(args.out)
+    if args.only is not None:
+        import qlib
+
+        qlib.init(provider_uri=str(out / "data"), region="us", kernels=1)
+        (collect_goldens if args.only == "collect" else pipeline_goldens)(out)
+        print("wrote", args.only, "goldens into", out)
+        return
     write_data(out / "data")
 
     import qlib
@@ -241,6 +338,8 @@ def main() -> None:
     report.to_parquet(out / "backtest_daily.report.parquet")
     golden["strategy"] = {"start": BT_START, "end": BT_END, "exchange": BT_EXCHANGE, "cases": STRATEGY_CASES}
     (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    collect_goldens(out)
+    pipeline_goldens(out)
     print("wrote", out)
 
 

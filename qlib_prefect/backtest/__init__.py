@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from qlib_prefect.backtest.analysis import indicator_analysis, risk_analysis
-from qlib_prefect.backtest.engine import backtest, benchmark_returns
+from qlib_prefect.backtest.engine import backtest, benchmark_returns, collect_data, format_decisions
 from qlib_prefect.backtest.exchange import Exchange, Order, OrderDir
 from qlib_prefect.backtest.executor import SimulatorExecutor
 from qlib_prefect.backtest.freq import Freq
@@ -35,6 +35,8 @@ __all__ = [
     "TopkDropoutStrategy",
     "backtest",
     "benchmark_returns",
+    "collect_data",
+    "format_decisions",
     "indicator_analysis",
     "risk_analysis",
 ]

@@ -6,6 +6,9 @@ bar end (held, non-suspended stocks re-priced at ``$close``; holding counts + 1;
 trade indicators).
 
 Returns qlib's shapes: ``({"1day": (report_df, positions)}, {"1day": (indicators_df, indicator)})``.
+The loop is one generator (``_steps``): :func:`backtest` drains it; :func:`collect_data` (qlib's) yields each
+step's :class:`~qlib_prefect.backtest.decision.TradeDecisionWO` from it. The strategy's ``trade_calendar`` is a
+daily :class:`~qlib_prefect.backtest.utils.TradeCalendarManager` at the current step.
 
 Deliberate differences from qlib 0.9.7 (docs/backtest.md): ``end_time`` may be the last calendar day (qlib
 raises IndexError, issue #2278); a duplicated prediction index, an unknown benchmark code or an empty date range
@@ -23,21 +26,24 @@ from __future__ import annotations
 
 import bisect
 import copy
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from qlib_prefect.backtest.decision import BaseTradeDecision, TradeDecisionWO
 from qlib_prefect.backtest.exchange import Exchange
 from qlib_prefect.backtest.executor import BaseExecutor, SimulatorExecutor
 from qlib_prefect.backtest.position import Account, Indicator, Position
 from qlib_prefect.backtest.strategy import BaseStrategy, StepContext
+from qlib_prefect.backtest.utils import TradeCalendarManager
 from qlib_prefect.errors import BacktestError
 
 if TYPE_CHECKING:
     from qlib_prefect.data.base import Provider
 
-__all__ = ["backtest", "benchmark_returns", "get_strategy_executor"]
+__all__ = ["backtest", "benchmark_returns", "collect_data", "format_decisions", "get_strategy_executor"]
 
 PORT_METRIC = dict[str, tuple[pd.DataFrame, dict[pd.Timestamp, Position]]]
 INDICATOR_METRIC = dict[str, tuple[pd.DataFrame, Indicator]]
@@ -185,6 +191,66 @@ def backtest(
     provider: Provider | None = None,
 ) -> tuple[PORT_METRIC, INDICATOR_METRIC]:
     """Run a daily backtest; see the module docstring. ``provider`` defaults to ``get_provider()``."""
+    steps = _steps(start_time, end_time, strategy, executor, benchmark, account, exchange_kwargs, pos_type,
+                   provider, track=False)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def collect_data(
+    start_time: Any,
+    end_time: Any,
+    strategy: Any,
+    executor: Any,
+    benchmark: Any = "SH000300",
+    account: float | dict = 1e9,
+    exchange_kwargs: dict | None = None,
+    pos_type: str = "Position",
+    return_value: dict | None = None,
+    *,
+    provider: Provider | None = None,
+) -> Generator[BaseTradeDecision, Any, None]:
+    """qlib's ``collect_data``: run :func:`backtest` step by step, yielding each step's trade decision
+    (a :class:`~qlib_prefect.backtest.decision.TradeDecisionWO`, before it is dealt) when the executor has
+    ``track_data=True`` (as qlib: nothing is yielded otherwise); at the end ``return_value`` (if given) gets
+    ``{"portfolio_dict": ..., "indicator_dict": ...}``, the two dicts :func:`backtest` returns."""
+    steps = _steps(start_time, end_time, strategy, executor, benchmark, account, exchange_kwargs, pos_type,
+                   provider, track=True)
+    while True:
+        try:
+            decision = next(steps)
+        except StopIteration as stop:
+            portfolio, indicators = stop.value
+            break
+        yield decision
+    if return_value is not None:
+        return_value.update({"portfolio_dict": portfolio, "indicator_dict": indicators})
+
+
+def format_decisions(decisions: list[BaseTradeDecision]) -> tuple[str, list[tuple[BaseTradeDecision, Any]]] | None:
+    """qlib's ``format_decisions``: ``(freq, [(decision, sub-decisions or None), ...])`` grouped by the
+    strategies' calendar frequency (daily only here, so every sub-decision entry is None)."""
+    if len(decisions) == 0:
+        return None
+    cur_freq = decisions[0].strategy.trade_calendar.get_freq()
+    res: tuple[str, list] = (cur_freq, [])
+    last = 0
+    for i, dec in enumerate(decisions[1:], 1):
+        if dec.strategy.trade_calendar.get_freq() == cur_freq:
+            res[1].append((decisions[last], format_decisions(decisions[last + 1:i])))
+            last = i
+    res[1].append((decisions[last], format_decisions(decisions[last + 1:])))
+    return res
+
+
+def _steps(
+    start_time: Any, end_time: Any, strategy: Any, executor: Any, benchmark: Any, account: float | dict,
+    exchange_kwargs: dict | None, pos_type: str, provider: Provider | None, *, track: bool,
+) -> Generator[BaseTradeDecision, Any, tuple[PORT_METRIC, INDICATOR_METRIC]]:
+    """The daily loop; yields each step's decision when ``track`` and the executor's ``track_data`` are set."""
     if pos_type != "Position":
         raise BacktestError(f"backtest: pos_type {pos_type!r} is not supported (only 'Position')")
     if provider is None:
@@ -220,6 +286,9 @@ def backtest(
         else None
     benches = _step_bench(bench_series, cal, s, e)
     strat.reset(trade_exchange=exchange, calendar=cal, extra_codes=acc.current_position.get_stock_list())
+    trade_calendar = TradeCalendarManager("day", cal[s], cal[e], calendar=cal)
+    strat.trade_calendar = trade_calendar
+    track = track and ex.track_data
 
     ex_close, ex_susp, ex_col = exchange.close, exchange.suspended, exchange.col
     date_row = exchange._date_row
@@ -232,7 +301,14 @@ def backtest(
         end_t = days[t - s + 1] - one_sec if t + 1 < ncal else day + pd.Timedelta(days=1) - one_sec
         row = date_row.get(day, -1)
         pos = acc.current_position
+        trade_calendar.trade_step = t - s
         orders = strat.generate_trade_decision(StepContext(t, row, day, end_t, pos))
+        if isinstance(orders, BaseTradeDecision):
+            decision, orders = orders, orders.get_decision()
+        elif track:
+            decision = TradeDecisionWO(orders, strat)
+        if track:
+            yield decision
         info = ex.execute(orders, acc, exchange)
         # bar end: re-price held stocks that are not suspended, count the bar
         p = acc.current_position.position
@@ -254,4 +330,5 @@ def backtest(
     if acc.is_port_metr_enabled():
         portfolio[key] = acc.get_portfolio_metrics()
     indicators: INDICATOR_METRIC = {key: (acc.indicator.generate_trade_indicators_dataframe(), acc.indicator)}
+    trade_calendar.trade_step = trade_calendar.trade_len
     return portfolio, indicators

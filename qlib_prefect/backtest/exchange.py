@@ -81,6 +81,37 @@ class Order:
     def deal_amount_delta(self) -> float:
         return self.deal_amount * self.sign
 
+    @staticmethod
+    def parse_dir(direction: Any) -> Any:
+        """qlib's ``Order.parse_dir``: an OrderDir, a number (> 0 buy), ``"buy"``/``"sell"`` or an array."""
+        if isinstance(direction, OrderDir):
+            return direction
+        if isinstance(direction, (int, float, np.integer, np.floating)):
+            return OrderDir.BUY if direction > 0 else OrderDir.SELL
+        if isinstance(direction, str):
+            dl = direction.lower().strip()
+            if dl in ("sell", "buy"):
+                return OrderDir.SELL if dl == "sell" else OrderDir.BUY
+            raise NotImplementedError("This type of input is not supported")
+        if isinstance(direction, np.ndarray):
+            arr = direction.copy()
+            arr[arr > 0] = OrderDir.BUY
+            arr[arr <= 0] = OrderDir.SELL
+            return arr
+        raise NotImplementedError("This type of input is not supported")
+
+    @property
+    def key(self) -> tuple:
+        return self.stock_id, self.start_time, self.end_time, self.direction
+
+    @property
+    def key_by_day(self) -> tuple:
+        return self.stock_id, self.date, self.direction
+
+    @property
+    def date(self) -> pd.Timestamp:
+        return pd.Timestamp(pd.Timestamp(self.start_time).replace(hour=0, minute=0, second=0))
+
     def __repr__(self) -> str:
         d = "BUY" if self.direction == OrderDir.BUY else "SELL"
         return (f"Order({self.stock_id}, {d}, amount={self.amount}, deal_amount={self.deal_amount}, "

@@ -27,7 +27,7 @@ import pandas as pd
 
 from qlib_prefect.errors import BacktestError
 
-__all__ = ["Account", "Indicator", "Position"]
+__all__ = ["Account", "BasePosition", "Indicator", "InfPosition", "Position"]
 
 _SPECIAL = ("cash", "now_account_value", "cash_delay")
 
@@ -41,11 +41,95 @@ def _isclose(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-8 + 1e-5 * abs(b)
 
 
-class Position:
-    """Cash and holdings (qlib's ``Position``). ``position_dict`` values: an amount or ``{"amount", "price"}``."""
+class BasePosition:
+    """qlib's position interface: a dict-like ``position`` plus queries/updates (subclasses implement them)."""
 
     ST_CASH = "cash"
     ST_NO = "None"
+
+    def __init__(self, *args: Any, cash: float = 0.0, **kwargs: Any) -> None:
+        self._settle_type = self.ST_NO
+        self.position: dict[str, Any] = {}
+
+    def fill_stock_value(self, start_time: Any, freq: str, last_days: int = 30) -> None:
+        pass
+
+    def skip_update(self) -> bool:
+        """Whether updating is meaningless for this position (True for :class:`InfPosition`)."""
+        return False
+
+    def _abstract(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement this method")
+
+    check_stock = update_order = update_stock_price = calculate_stock_value = calculate_value = _abstract
+    get_stock_list = get_stock_price = get_stock_amount = get_cash = get_stock_amount_dict = _abstract
+    get_stock_weight_dict = add_count_all = update_weight_all = _abstract
+
+    def settle_start(self, settle_type: str) -> None:
+        self._settle_type = settle_type
+
+    def settle_commit(self) -> None:
+        self._settle_type = self.ST_NO
+
+
+class InfPosition(BasePosition):
+    """qlib's ``InfPosition``: infinite cash and amount of every stock (for generating orders without limits).
+
+    ``skip_update()`` is True; updates are no-ops; ``get_cash``/``get_stock_amount``/``calculate_stock_value``
+    are ``inf``; value, stock list and weights raise ``NotImplementedError`` (as in qlib).
+    """
+
+    def skip_update(self) -> bool:
+        return True
+
+    def check_stock(self, stock_id: str) -> bool:
+        return True
+
+    def update_order(self, order: Any, trade_val: float, cost: float, trade_price: float) -> None:
+        pass
+
+    def update_stock_price(self, stock_id: str, price: float) -> None:
+        pass
+
+    def calculate_stock_value(self) -> float:
+        return np.inf
+
+    def calculate_value(self) -> float:
+        raise NotImplementedError("InfPosition doesn't support calculating value")
+
+    def get_stock_list(self) -> list[str]:
+        raise NotImplementedError("InfPosition doesn't support stock list position")
+
+    def get_stock_price(self, code: str) -> float:
+        return np.nan
+
+    def get_stock_amount(self, code: str) -> float:
+        return np.inf
+
+    def get_cash(self, include_settle: bool = False) -> float:
+        return np.inf
+
+    def get_stock_amount_dict(self) -> dict:
+        raise NotImplementedError("InfPosition doesn't support get_stock_amount_dict")
+
+    def get_stock_weight_dict(self, only_stock: bool = False) -> dict:
+        raise NotImplementedError("InfPosition doesn't support get_stock_weight_dict")
+
+    def add_count_all(self, bar: str) -> None:
+        raise NotImplementedError("InfPosition doesn't support add_count_all")
+
+    def update_weight_all(self) -> None:
+        raise NotImplementedError("InfPosition doesn't support update_weight_all")
+
+    def settle_start(self, settle_type: str) -> None:
+        pass
+
+    def settle_commit(self) -> None:
+        pass
+
+
+class Position(BasePosition):
+    """Cash and holdings (qlib's ``Position``). ``position_dict`` values: an amount or ``{"amount", "price"}``."""
 
     def __init__(self, *, cash: float = 0.0, position_dict: dict[str, Any] | None = None) -> None:
         self._settle_type = self.ST_NO

@@ -1,7 +1,7 @@
 """qlib's tests/test_contrib_workflow.py on the bundled-data cut: csi300 -> sp500, the 2020-05..08 segments ->
 2016 (train Jan-May, valid Jun-Aug, test Sep-Dec), qlib's ``file:`` MLflow store -> a SQLite store in a temporary
 folder (copied from the session's migrated template), ``num_threads`` 20 -> 1 (a 2-core CI);
-``qlib.tests.config``'s ``GBDT_MODEL`` / ``get_dataset_config`` are copied here. The test bodies are unchanged
+``qlib.tests.config``'s task is ``qlib_test_data.CSI300_GBDT_TASK``. The test bodies are unchanged
 (qlib's only check that they run); the records' outputs are then checked against the recorder."""
 
 import shutil
@@ -11,57 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qlib_test_data import MARKET, TestAutoData
+from qlib_test_data import CSI300_GBDT_TASK, TestAutoData
 
 from qlib_prefect.utils import flatten_dict, init_instance_by_config
 from qlib_prefect.workflow import R
 from qlib_prefect.workflow.contrib_record import MultiSegRecord, SignalMseRecord
 from qlib_prefect.workflow.record_temp import SignalRecord
-
-CSI300_MARKET = MARKET
-GBDT_MODEL = {
-    "class": "LGBModel",
-    "module_path": "qlib.contrib.model.gbdt",
-    "kwargs": {
-        "loss": "mse",
-        "colsample_bytree": 0.8879,
-        "learning_rate": 0.0421,
-        "subsample": 0.8789,
-        "lambda_l1": 205.6999,
-        "lambda_l2": 580.9768,
-        "max_depth": 8,
-        "num_leaves": 210,
-        "num_threads": 1,
-    },
-}
-
-
-def get_dataset_config(train, valid, test, handler_kwargs):
-    return {
-        "class": "DatasetH",
-        "module_path": "qlib.data.dataset",
-        "kwargs": {
-            "handler": {"class": "Alpha158", "module_path": "qlib.contrib.data.handler", "kwargs": handler_kwargs},
-            "segments": {"train": train, "valid": valid, "test": test},
-        },
-    }
-
-
-CSI300_GBDT_TASK = {
-    "model": GBDT_MODEL,
-    "dataset": get_dataset_config(
-        train=("2016-01-04", "2016-05-31"),
-        valid=("2016-06-01", "2016-08-31"),
-        test=("2016-09-01", "2016-12-30"),
-        handler_kwargs={
-            "start_time": "2016-01-04",
-            "end_time": "2016-12-30",
-            "fit_start_time": "<dataset.kwargs.segments.train.0>",
-            "fit_end_time": "<dataset.kwargs.segments.train.1>",
-            "instruments": CSI300_MARKET,
-        },
-    ),
-}
 
 
 def train_multiseg(uri_path: str | None = None):
