@@ -365,6 +365,8 @@ class DataHandlerLP(DataHandler):
                 self.cache_hit = True
                 return
         self.cache_hit = False
+        if key is not None and self._build_chunked(key, init_type):
+            return
         from qlib_prefect.tweaks.heap import heap_reuse
 
         t0 = time.perf_counter()
@@ -384,6 +386,26 @@ class DataHandlerLP(DataHandler):
         )
         if key is not None:
             hcache.store_handler_async(key, self)
+
+    def _build_chunked(self, key: str, init_type: str) -> bool:
+        """Build out of core into the cache entry ``key`` (:mod:`qlib_prefect.data.chunked`) when the in-memory
+        build's estimated peak exceeds ``QLIB_PREFECT_MAX_MEMORY`` and the processors allow it. qlib always builds
+        in memory."""
+        from qlib_prefect.config.settings import get_settings
+        from qlib_prefect.data import chunked
+
+        why = chunked.chunkable(self)
+        if why is not None:
+            logger.debug("%s: in-memory build (%s)", type(self).__name__, why)
+            return False
+        cap = get_settings().max_memory_bytes
+        instruments = chunked.resolve_instruments(self)
+        need = chunked.estimate_inmemory_bytes(self, instruments)
+        if need <= cap:
+            return False
+        logger.info("%s: estimated in-memory peak %.1f GB > QLIB_PREFECT_MAX_MEMORY %.1f GB: chunked build",
+                    type(self).__name__, need / 2**30, cap / 2**30)
+        return chunked.build_chunked(self, key, init_type, cap, instruments)
 
     def _get_df_by_key(self, data_key: str = DataHandler.DK_I) -> pd.DataFrame:
         if data_key not in self.ATTR_MAP:
