@@ -37,7 +37,7 @@ import pandas as pd
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["CHUNK_ENV", "build_chunked", "chunk_plan", "chunkable", "estimate_inmemory_bytes", "resolve_instruments"]
+__all__ = ["CHUNK_ENV", "build_chunked", "chunk_plan", "chunk_unit_bytes", "chunkable", "estimate_inmemory_bytes", "resolve_instruments"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,16 +123,26 @@ def estimate_inmemory_bytes(handler: Any, instruments: Any) -> int:
     return len(instruments) * days * ncol * _INMEM_BYTES_PER_CELL
 
 
+def _units(handler: Any, instruments: Any) -> tuple[int, int, int, int, int]:
+    qdays, days = _span_days(handler)
+    nf, ncol = _n_columns(handler)
+    rows = max(len(instruments) * days, 1)
+    return qdays * ncol * _ENGINE_BYTES_PER_CELL, rows * _PROC_BYTES_PER_CELL, ncol - nf, qdays, rows
+
+
+def chunk_unit_bytes(handler: Any, instruments: Any) -> int:
+    """The smallest working memory of a chunked build: one instrument's feature panel, or one feature column
+    plus the label over every row, whichever is larger."""
+    per_inst, per_col, nlabel, _, _ = _units(handler, instruments)
+    return max(per_inst, per_col * (1 + nlabel))
+
+
 def chunk_plan(handler: Any, instruments: Any, cap: int) -> tuple[int, int]:
     """(instruments per block, feature columns per chunk) within ``cap`` bytes; ConfigError when one unit does
     not fit."""
-    qdays, days = _span_days(handler)
-    nf, ncol = _n_columns(handler)
-    per_inst = qdays * ncol * _ENGINE_BYTES_PER_CELL
-    rows = max(len(instruments) * days, 1)
-    nlabel = ncol - nf
-    per_col = rows * _PROC_BYTES_PER_CELL
-    need = max(per_inst, per_col * (1 + nlabel))
+    per_inst, per_col, nlabel, qdays, rows = _units(handler, instruments)
+    nf, _ = _n_columns(handler)
+    need = chunk_unit_bytes(handler, instruments)
     if cap < need:
         raise ConfigError(
             f"{CHUNK_ENV}={cap} bytes is smaller than one chunk of this handler build ({need} bytes: one "
