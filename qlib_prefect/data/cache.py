@@ -239,6 +239,14 @@ class FrameWriter:
             self.offset = f.tell()
             f.truncate(self.offset + self.shape[0] * self.shape[1] * self.dtype.itemsize)
 
+    def write_column(self, j: int, values: np.ndarray) -> None:
+        """Write one column (``rows`` values) at position ``j``."""
+        if values.shape != (self.shape[0],) or not 0 <= j < self.shape[1]:
+            raise ValueError(f"{self.name}: column {values.shape} at {j} does not fit {self.shape}")
+        with self.path.open("r+b") as f:
+            f.seek(self.offset + j * self.shape[0] * self.dtype.itemsize)
+            f.write(np.ascontiguousarray(values, dtype=self.dtype).data)
+
     def write(self, j0: int, values: np.ndarray) -> None:
         """Write ``values`` (rows x k) as the columns ``j0 .. j0 + k - 1``."""
         if values.shape[0] != self.shape[0] or j0 + values.shape[1] > self.shape[1]:
@@ -291,11 +299,11 @@ def discard_entry_dir(tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_frame(folder: Path, name: str, meta: dict) -> pd.DataFrame:
+def _load_frame(folder: Path, name: str, meta: dict, verify: bool = True) -> pd.DataFrame:
     values = np.load(folder / f"{name}.values.npy", mmap_mode="r")
     if list(values.shape) != meta["shape"] or str(values.dtype) != meta["dtype"]:
         raise ValueError(f"{name}: shape/dtype mismatch")
-    if _crc(values) != meta["crc"]:
+    if verify and _crc(values) != meta["crc"]:
         raise ValueError(f"{name}: checksum mismatch")
     dates = np.load(folder / f"{name}.dates.npy")
     c0 = np.load(folder / f"{name}.codes0.npy")
@@ -408,8 +416,10 @@ def _adopt(folder: Path, handler: Any, written: dict[str, pd.DataFrame]) -> None
         logger.info("handler cache: frames of %s kept in memory (%s)", folder.name[:12], e)
 
 
-def load_handler(key: str, handler: Any) -> bool:
-    """Fill ``handler`` from the cache entry ``key``; False (entry removed if broken) on a miss."""
+def load_handler(key: str, handler: Any, *, verify: bool = True) -> bool:
+    """Fill ``handler`` from the cache entry ``key``; False (entry removed if broken) on a miss.
+
+    ``verify=False`` skips the value checksums (for an entry this process has just written)."""
     folder = handler_cache_dir() / key
     meta_path = folder / "meta.json"
     if not meta_path.exists():
@@ -421,7 +431,7 @@ def load_handler(key: str, handler: Any) -> bool:
         loaded: dict[str, pd.DataFrame] = {}
         for dk, fm in meta["frames"].items():
             if "alias" not in fm:
-                loaded[dk] = _load_frame(folder, dk, fm)
+                loaded[dk] = _load_frame(folder, dk, fm, verify)
         for dk, fm in meta["frames"].items():
             if "alias" in fm:
                 loaded[dk] = loaded[fm["alias"]]

@@ -117,8 +117,11 @@ def _build_raw(ctx: _RunCtx, gid: str) -> pd.DataFrame:
         df = handler.load_raw()
         logger.info("rolling: raw features for %s .. %s computed in %.1fs (%d rows)", date_label(handler.start_time),
                     date_label(end), time.perf_counter() - t0, len(df))
-        if use_cache:
-            hcache.store_raw_frame(key, df)
+        if use_cache and hcache.store_raw_frame(key, df):
+            # serve the windows from the memory-mapped entry: the computed panel's memory is freed, each window
+            # faults in only the pages of its slice (windows run a few at a time, never all frames at once)
+            mapped = hcache.load_raw_frame(key)
+            df = df if mapped is None else mapped
     else:
         logger.info("rolling: raw features for %s .. %s from the raw cache", date_label(handler.start_time),
                     date_label(end))

@@ -178,3 +178,24 @@ def test_chunked_equals_in_memory_on_golden_cases(case: str, tmp_path: Path, mon
         for seg in ("train", "valid", "test"):
             pd.testing.assert_frame_equal(ref.prepare(seg, data_key=view), ours.prepare(seg, data_key=view),
                                           check_exact=True)
+
+
+def test_raw_cache_serves_window_slices_from_the_memory_map(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rolling windows share one loader output (orchestration/_rolling.py ``_build_raw``): it is stored in the raw
+    cache and served memory-mapped, so a window's date slice is a view of the map (no copy of the panel per
+    window); each window's handler then processes only its slice."""
+    h = _build(monkeypatch, None, cache=False)
+    raw = h.fetch(data_key="raw")
+    key = hcache.raw_key({"t": "x"}, None, "fp")
+    assert hcache.store_raw_frame(key, raw)
+    mapped = hcache.load_raw_frame(key)
+    pd.testing.assert_frame_equal(raw, mapped, check_exact=True)
+    col = mapped.iloc[:, 0].to_numpy()
+    base = col
+    while getattr(base, "base", None) is not None and not isinstance(base, np.memmap):
+        base = base.base
+    assert isinstance(base, np.memmap)
+    dates = mapped.index.get_level_values("datetime")
+    i0, i1 = dates.searchsorted(pd.Timestamp("2005-06-01")), dates.searchsorted(pd.Timestamp("2005-09-30"), "right")
+    window = mapped.iloc[i0:i1]
+    assert np.shares_memory(window.iloc[:, 0].to_numpy(), col)
