@@ -45,12 +45,12 @@ from qlib_prefect.utils.owner import token as owner_token
 
 __all__ = [
     "ENV_DISABLE",
+    "FrameWriter",
     "cache_enabled",
     "canonical_hash",
     "canonical_json",
     "clear_handler_cache",
     "code_fingerprint",
-    "FrameWriter",
     "commit_entry",
     "describe",
     "discard_entry_dir",

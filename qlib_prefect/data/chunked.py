@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -37,7 +36,8 @@ import pandas as pd
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["CHUNK_ENV", "build_chunked", "chunk_plan", "chunk_unit_bytes", "chunkable", "estimate_inmemory_bytes", "resolve_instruments"]
+__all__ = ["CHUNK_ENV", "build_chunked", "chunk_plan", "chunk_unit_bytes", "chunkable", "estimate_inmemory_bytes",
+           "resolve_instruments"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +84,17 @@ def chunkable(handler: Any) -> str | None:
     return None
 
 
-def resolve_instruments(handler: Any) -> Any:
+def resolve_instruments(handler: Any, *, filtered: bool = True) -> Any:
     """The handler's instruments as the loader resolves them: a market name with a filter pipe becomes its
-    ``{code: spans}``, a market name its membership spans."""
+    ``{code: spans}`` (``filtered=False``: the whole market, an upper bound without evaluating the filters), a
+    market name its membership spans."""
     from qlib_prefect.data.registry import get_provider
 
     inst = handler.instruments if handler.instruments is not None else "all"
     loader = handler.data_loader
     provider = get_provider()
     if isinstance(inst, str):
-        if loader.filter_pipe:
+        if loader.filter_pipe and filtered:
             from qlib_prefect.data.filter import apply_filter_pipe
 
             return dict(apply_filter_pipe(provider.instruments(inst), list(loader.filter_pipe), provider=provider))
@@ -227,7 +228,7 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
     block, ncols = chunk_plan(handler, instruments, cap)
     groups = _group_names(handler)
     loader = handler.data_loader
-    spill_dir = Path(tempfile.mkdtemp(prefix="qp-chunk-", dir=hcache.handler_cache_dir()))
+    spill_dir = hcache.new_entry_dir(f"spill-{key[:10]}")  # a temp folder naming its owner: swept if we are killed
     entry = None
     try:
         # pass 1: the loader output, block by block of instruments
@@ -353,9 +354,7 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
     finally:
         if entry is not None:
             hcache.discard_entry_dir(entry)
-        import shutil
-
-        shutil.rmtree(spill_dir, ignore_errors=True)
+        hcache.discard_entry_dir(spill_dir)
 
 
 def _frame(vals: np.ndarray, index: pd.MultiIndex, cols: pd.Index, groups: list[str] | None) -> pd.DataFrame:

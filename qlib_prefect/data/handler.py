@@ -399,6 +399,9 @@ class DataHandlerLP(DataHandler):
             logger.debug("%s: in-memory build (%s)", type(self).__name__, why)
             return False
         cap = get_settings().max_memory_bytes
+        need = chunked.estimate_inmemory_bytes(self, chunked.resolve_instruments(self, filtered=False))
+        if need <= cap:
+            return False
         instruments = chunked.resolve_instruments(self)
         need = chunked.estimate_inmemory_bytes(self, instruments)
         if need <= cap:
