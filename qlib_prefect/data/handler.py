@@ -408,7 +408,8 @@ class DataHandlerLP(DataHandler):
             return False
         logger.info("%s: estimated in-memory peak %.1f GB > QLIB_PREFECT_MAX_MEMORY %.1f GB: chunked build",
                     type(self).__name__, need / 2**30, cap / 2**30)
-        return chunked.build_chunked(self, key, init_type, cap, instruments)
+        self.chunked_build = chunked.build_chunked(self, key, init_type, cap, instruments)
+        return self.chunked_build
 
     def _get_df_by_key(self, data_key: str = DataHandler.DK_I) -> pd.DataFrame:
         if data_key not in self.ATTR_MAP:
