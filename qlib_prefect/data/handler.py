@@ -6,7 +6,8 @@ Frames are indexed ``(datetime, instrument)`` (sorted), columns ``(group, name)`
 
 Processed handlers are cached on disk (see :mod:`qlib_prefect.data.cache`): building the same handler on
 the same data again loads the frames instead of recomputing them. Opt out with ``cache=False`` or
-``QLIB_PREFECT_HANDLER_CACHE=0``.
+``QLIB_PREFECT_HANDLER_CACHE=0``. A cached build whose in-memory peak would exceed ``QLIB_PREFECT_MAX_MEMORY``
+runs out of core (:mod:`qlib_prefect.data.chunked`, same frames); qlib always builds in memory.
 
 Example:
     >>> import numpy as np, pandas as pd
