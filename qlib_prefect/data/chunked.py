@@ -36,7 +36,7 @@ import pandas as pd
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["CHUNK_ENV", "build_chunked", "chunk_plan", "chunk_unit_bytes", "chunkable", "estimate_inmemory_bytes",
+__all__ = ["CHUNK_ENV", "build_chunked", "load_raw_bounded", "chunk_plan", "chunk_unit_bytes", "chunkable", "estimate_inmemory_bytes",
            "resolve_instruments"]
 
 logger = logging.getLogger(__name__)
@@ -367,3 +367,24 @@ def _frame(vals: np.ndarray, index: pd.MultiIndex, cols: pd.Index, groups: list[
             sub = vals[:, m[0] : m[-1] + 1] if np.array_equal(m, np.arange(m[0], m[-1] + 1)) else vals[:, m]
             parts[g] = pd.DataFrame(sub, index=index, columns=cols[m].get_level_values(1), copy=False)
     return pd.concat(parts, axis=1, join="outer")
+
+
+def load_raw_bounded(handler: Any) -> tuple[pd.DataFrame, bool]:
+    """``(handler.load_raw(), False)`` while the loader output fits ``QLIB_PREFECT_MAX_MEMORY``; above it the same
+    frame built out of core by a processor-less twin handler (same loader, instruments and span) into the handler
+    cache and served memory-mapped: ``(frame, True)`` (the frame is then already cached on disk, by the twin's key).
+
+    For callers that share one loader output (rolling windows slice it per window).
+    """
+    from qlib_prefect.config.settings import get_settings
+    from qlib_prefect.data.handler import DataHandlerLP
+    from qlib_prefect.data.loader import QlibDataLoader
+
+    cap = get_settings().max_memory_bytes
+    if (not isinstance(handler.data_loader, QlibDataLoader) or _group_names(handler) is None
+            or estimate_inmemory_bytes(handler, resolve_instruments(handler, filtered=False)) <= cap):
+        return handler.load_raw(), False
+    twin = DataHandlerLP(instruments=handler.instruments, start_time=handler.start_time, end_time=handler.end_time,
+                         data_loader=handler.loader_config, cache=True, init_data=False)
+    twin.setup_data()
+    return twin._data, bool(getattr(twin, "chunked_build", False) or twin.cache_hit)

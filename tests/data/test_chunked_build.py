@@ -199,3 +199,26 @@ def test_raw_cache_serves_window_slices_from_the_memory_map(env: Path, monkeypat
     i0, i1 = dates.searchsorted(pd.Timestamp("2005-06-01")), dates.searchsorted(pd.Timestamp("2005-09-30"), "right")
     window = mapped.iloc[i0:i1]
     assert np.shares_memory(window.iloc[:, 0].to_numpy(), col)
+
+
+def test_shared_raw_frame_out_of_core(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_raw_bounded`` (the rolling flow's one loader output for all windows): the handler's ``load_raw()``
+    under the cap; above it the same frame built out of core and served from the memory map."""
+    from qlib_prefect.data.chunked import load_raw_bounded
+
+    h = Alpha158(instruments="csi300", start_time="2005-03-01", end_time="2005-12-30", init_data=False, **FIT)
+    ref = h.load_raw()
+    small, on_disk = load_raw_bounded(h)
+    assert not on_disk
+    pd.testing.assert_frame_equal(ref, small, check_exact=True)
+    monkeypatch.setenv("QLIB_PREFECT_MAX_MEMORY", "8M")
+    big, on_disk = load_raw_bounded(h)
+    assert on_disk
+    pd.testing.assert_frame_equal(ref, big, check_exact=True)
+    base = big.iloc[:, 0].to_numpy()
+    while getattr(base, "base", None) is not None and not isinstance(base, np.memmap):
+        base = base.base
+    assert isinstance(base, np.memmap)
+    again, on_disk = load_raw_bounded(h)  # the next run: a handler cache hit
+    assert on_disk
+    pd.testing.assert_frame_equal(ref, again, check_exact=True)
