@@ -36,8 +36,16 @@ import pandas as pd
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["CHUNK_ENV", "build_chunked", "load_raw_bounded", "chunk_plan", "chunk_unit_bytes", "chunkable", "estimate_inmemory_bytes",
-           "resolve_instruments"]
+__all__ = [
+    "CHUNK_ENV",
+    "build_chunked",
+    "chunk_plan",
+    "chunk_unit_bytes",
+    "chunkable",
+    "estimate_inmemory_bytes",
+    "load_raw_bounded",
+    "resolve_instruments",
+]
 
 logger = logging.getLogger(__name__)
 
