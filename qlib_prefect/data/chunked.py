@@ -43,7 +43,7 @@ __all__ = [
     "chunk_unit_bytes",
     "chunkable",
     "estimate_inmemory_bytes",
-    "load_raw_bounded",
+    "loader_unchunkable",
     "resolve_instruments",
 ]
 
@@ -69,15 +69,24 @@ def _group_names(handler: Any) -> list[str] | None:
     return list(loader.fields)
 
 
-def chunkable(handler: Any) -> str | None:
-    """None when ``handler`` can be built in chunks, else the reason it cannot."""
-    from qlib_prefect.data import processor as P
+def loader_unchunkable(handler: Any) -> str | None:
+    """None when ``handler``'s loader output can be computed in instrument blocks, else the reason."""
     from qlib_prefect.data.loader import QlibDataLoader
 
     if not isinstance(handler.data_loader, QlibDataLoader):
         return f"loader {type(handler.data_loader).__name__} is not a QlibDataLoader"
     if _group_names(handler) is None:
         return "the loader has no 'feature' column group"
+    return None
+
+
+def chunkable(handler: Any) -> str | None:
+    """None when ``handler`` can be built in chunks, else the reason it cannot."""
+    from qlib_prefect.data import processor as P
+
+    why = loader_unchunkable(handler)
+    if why is not None:
+        return why
     local = (P.CSZScoreNorm, P.CSRankNorm, P.CSZFillna, P.ProcessInf, P.Fillna, P.TanhProcess, P.HashStockFormat,
              P.ZScoreNorm, P.RobustZScoreNorm, P.MinMaxNorm)
     for proc in handler.get_all_processors():
@@ -376,23 +385,3 @@ def _frame(vals: np.ndarray, index: pd.MultiIndex, cols: pd.Index, groups: list[
             parts[g] = pd.DataFrame(sub, index=index, columns=cols[m].get_level_values(1), copy=False)
     return pd.concat(parts, axis=1, join="outer")
 
-
-def load_raw_bounded(handler: Any) -> tuple[pd.DataFrame, bool]:
-    """``(handler.load_raw(), False)`` while the loader output fits ``QLIB_PREFECT_MAX_MEMORY``; above it the same
-    frame built out of core by a processor-less twin handler (same loader, instruments and span) into the handler
-    cache and served memory-mapped: ``(frame, True)`` (the frame is then already cached on disk, by the twin's key).
-
-    For callers that share one loader output (rolling windows slice it per window).
-    """
-    from qlib_prefect.config.settings import get_settings
-    from qlib_prefect.data.handler import DataHandlerLP
-    from qlib_prefect.data.loader import QlibDataLoader
-
-    cap = get_settings().max_memory_bytes
-    if (not isinstance(handler.data_loader, QlibDataLoader) or _group_names(handler) is None
-            or estimate_inmemory_bytes(handler, resolve_instruments(handler, filtered=False)) <= cap):
-        return handler.load_raw(), False
-    twin = DataHandlerLP(instruments=handler.instruments, start_time=handler.start_time, end_time=handler.end_time,
-                         data_loader=handler.loader_config, cache=True, init_data=False)
-    twin.setup_data()
-    return twin._data, bool(getattr(twin, "chunked_build", False) or twin.cache_hit)

@@ -55,6 +55,7 @@ __all__ = [
     "fetch_df_by_col",
     "fetch_df_by_index",
     "get_level_index",
+    "load_raw_bounded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -448,6 +449,26 @@ class DataHandlerLP(DataHandler):
     def from_df(cls, df: pd.DataFrame) -> DataHandlerLP:
         """A processor-less handler over ``df``."""
         return cls(data_loader=StaticDataLoader(df))
+
+
+def load_raw_bounded(handler: DataHandler) -> tuple[pd.DataFrame, bool]:
+    """``(handler.load_raw(), False)`` while the loader output fits ``QLIB_PREFECT_MAX_MEMORY``; above it the same
+    frame built out of core by a processor-less twin handler (same loader, instruments and span) into the handler
+    cache and served memory-mapped: ``(frame, True)`` (the frame is then already cached on disk, by the twin's key).
+
+    For callers that share one loader output (rolling windows slice it per window).
+    """
+    from qlib_prefect.config.settings import get_settings
+    from qlib_prefect.data import chunked
+
+    cap = get_settings().max_memory_bytes
+    if (chunked.loader_unchunkable(handler) is not None
+            or chunked.estimate_inmemory_bytes(handler, chunked.resolve_instruments(handler, filtered=False)) <= cap):
+        return handler.load_raw(), False
+    twin = DataHandlerLP(instruments=handler.instruments, start_time=handler.start_time, end_time=handler.end_time,
+                         data_loader=handler.loader_config, cache=True, init_data=False)
+    twin.setup_data()
+    return twin._data, bool(getattr(twin, "chunked_build", False) or twin.cache_hit)
 
 
 # --------------------------------------------------------------------------------------- Alpha handlers

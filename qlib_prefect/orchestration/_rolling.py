@@ -102,7 +102,7 @@ def _raw_frame(ctx: _RunCtx, gid: str) -> pd.DataFrame:
 
 def _build_raw(ctx: _RunCtx, gid: str) -> pd.DataFrame:
     from qlib_prefect.data import cache as hcache
-    from qlib_prefect.data.chunked import load_raw_bounded
+    from qlib_prefect.data.handler import load_raw_bounded
     from qlib_prefect.data.registry import get_provider
 
     info = ctx.raw_groups[gid]

@@ -204,7 +204,7 @@ def test_raw_cache_serves_window_slices_from_the_memory_map(env: Path, monkeypat
 def test_shared_raw_frame_out_of_core(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``load_raw_bounded`` (the rolling flow's one loader output for all windows): the handler's ``load_raw()``
     under the cap; above it the same frame built out of core and served from the memory map."""
-    from qlib_prefect.data.chunked import load_raw_bounded
+    from qlib_prefect.data.handler import load_raw_bounded
 
     h = Alpha158(instruments="csi300", start_time="2005-03-01", end_time="2005-12-30", init_data=False, **FIT)
     ref = h.load_raw()
