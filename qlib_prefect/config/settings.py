@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qlib_prefect.errors import ConfigError
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     expr_threads: int | None = Field(None, ge=1, description="threads of the expression engine "
                                      "(default: the process' CPUs, at most 4)")
     handler_cache: bool = Field(True, description="`0` turns the handler cache off")
+    max_memory: int | None = Field(None, gt=0, description="working-memory cap of a handler build, bytes or "
+                                   "`512M`/`8G`/`1T` (default: half the machine's RAM); a build whose panel "
+                                   "would exceed it runs in chunks streamed into the memory-mapped handler cache")
     window_deployment: str | None = Field(None, description="deployment that runs rolling windows "
                                           "(default `qlib-workflow/qlib-workflow`)")
     early_server: bool = Field(True, description="tweak: the CLI starts Prefect's temporary API server at once "
@@ -84,6 +88,30 @@ class Settings(BaseSettings):
                                             description="MLflow: tracking URI for `current_recorder(run_id)`")
     mlflow_allow_file_store: bool = Field(False, validation_alias=_alias("MLFLOW_ALLOW_FILE_STORE"),
                                           description="MLflow: `true` accepts the deprecated `file:` store")
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _parse_bytes(cls, v: Any) -> Any:
+        """``"8G"``, ``"512m"``, ``"1.5T"`` or a plain number of bytes."""
+        if isinstance(v, str):
+            t = v.strip().upper().removesuffix("B")
+            mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+            num = t[:-1] if mult > 1 else t
+            try:
+                return int(float(num) * mult)
+            except ValueError:
+                raise ValueError(f"not a size in bytes: {v!r} (use e.g. 8G, 512M or 1000000000)") from None
+        return v
+
+    @property
+    def max_memory_bytes(self) -> int:
+        """``max_memory``, or half the machine's physical RAM when unset."""
+        if self.max_memory is not None:
+            return int(self.max_memory)
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+        except (ValueError, OSError, AttributeError):  # no sysconf (e.g. Windows): assume 8 GB
+            return 4 << 30
 
     @property
     def prefect_home_dir(self) -> Path:

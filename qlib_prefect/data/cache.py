@@ -45,16 +45,20 @@ from qlib_prefect.utils.owner import token as owner_token
 
 __all__ = [
     "ENV_DISABLE",
+    "FrameWriter",
     "cache_enabled",
     "canonical_hash",
     "canonical_json",
     "clear_handler_cache",
     "code_fingerprint",
+    "commit_entry",
     "describe",
+    "discard_entry_dir",
     "handler_cache_dir",
     "handler_key",
     "load_handler",
     "load_raw_frame",
+    "new_entry_dir",
     "raw_cache_dir",
     "raw_key",
     "store_handler",
@@ -197,11 +201,109 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
     }
 
 
-def _load_frame(folder: Path, name: str, meta: dict) -> pd.DataFrame:
+def _index_meta(folder: Path, name: str, idx: pd.MultiIndex, cols: pd.Index) -> dict:
+    """Write a frame's index codes next to its values; the index/column part of its metadata."""
+    if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
+        raise TypeError("index must have two levels")
+    lv0, lv1 = idx.levels
+    if not isinstance(lv0, pd.DatetimeIndex):
+        raise TypeError("first index level must be datetime")
+    c0 = np.asarray(idx.codes[0], dtype=np.int32)
+    c1 = np.asarray(idx.codes[1], dtype=np.int32)
+    np.save(folder / f"{name}.dates.npy", lv0.asi8)
+    np.save(folder / f"{name}.codes0.npy", c0)
+    np.save(folder / f"{name}.codes1.npy", c1)
+    return {
+        "crc_codes": zlib.crc32(c1.tobytes(), zlib.crc32(c0.tobytes())),
+        "date_unit": lv0.unit,
+        "level1": [str(v) for v in lv1],
+        "level1_dtype": str(lv1.dtype),
+        "index_names": list(idx.names),
+        "columns": [list(map(str, c)) if isinstance(c, tuple) else str(c) for c in cols],
+        "column_names": list(cols.names),
+        "column_multi": isinstance(cols, pd.MultiIndex),
+    }
+
+
+class FrameWriter:
+    """A cache frame written column range by column range (the chunked build's output): a Fortran-order
+    ``.npy`` of a known shape filled with plain positional writes (no writable memory map, whose dirty pages
+    would count in the RSS), then :meth:`finish` with the index and columns."""
+
+    def __init__(self, *, folder: Path, name: str, shape: tuple[int, int], dtype: Any = np.float32) -> None:
+        self.folder, self.name, self.shape, self.dtype = folder, name, tuple(shape), np.dtype(dtype)
+        self.path = folder / f"{name}.values.npy"
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": True, "shape": self.shape}
+        with self.path.open("wb") as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            self.offset = f.tell()
+            f.truncate(self.offset + self.shape[0] * self.shape[1] * self.dtype.itemsize)
+
+    def write_column(self, j: int, values: np.ndarray) -> None:
+        """Write one column (``rows`` values) at position ``j``."""
+        if values.shape != (self.shape[0],) or not 0 <= j < self.shape[1]:
+            raise ValueError(f"{self.name}: column {values.shape} at {j} does not fit {self.shape}")
+        with self.path.open("r+b") as f:
+            f.seek(self.offset + j * self.shape[0] * self.dtype.itemsize)
+            f.write(np.ascontiguousarray(values, dtype=self.dtype).data)
+
+    def write(self, j0: int, values: np.ndarray) -> None:
+        """Write ``values`` (rows x k) as the columns ``j0 .. j0 + k - 1``."""
+        if values.shape[0] != self.shape[0] or j0 + values.shape[1] > self.shape[1]:
+            raise ValueError(f"{self.name}: block {values.shape} at column {j0} does not fit {self.shape}")
+        col_bytes = self.shape[0] * self.dtype.itemsize
+        with self.path.open("r+b") as f:
+            for j in range(values.shape[1]):
+                f.seek(self.offset + (j0 + j) * col_bytes)
+                f.write(np.ascontiguousarray(values[:, j], dtype=self.dtype).data)
+
+    def finish(self, index: pd.MultiIndex, columns: pd.Index) -> dict:
+        """The frame's metadata (checksums included), once every column is written."""
+        values = np.load(self.path, mmap_mode="r")
+        meta = {"shape": list(values.shape), "dtype": str(self.dtype), "crc": _crc(values)}
+        del values
+        return {**meta, **_index_meta(self.folder, self.name, index, columns)}
+
+
+def new_entry_dir(key: str) -> Path:
+    """A temporary folder for the handler cache entry ``key`` (commit it with :func:`commit_entry`)."""
+    root = handler_cache_dir()
+    remove_stale(root)
+    tmp = root / f".tmp-{key[:16]}-{owner_token()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    tempdirs.register(tmp)
+    return tmp
+
+
+def commit_entry(key: str, tmp: Path, frames: dict[str, dict], handler: Any) -> None:
+    """Write ``handler``'s processors and the metadata into ``tmp`` and rename it to the entry ``key``."""
+    final = handler_cache_dir() / key
+    try:
+        with (tmp / "processors.pkl").open("wb") as f:
+            pickle.dump({k: getattr(handler, k) for k in ("infer_processors", "learn_processors", "shared_processors")},
+                        f, protocol=pickle.HIGHEST_PROTOCOL)
+        meta = {"format": _FORMAT, "key": key, "frames": frames, "handler": type(handler).__qualname__}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if not (final / "meta.json").exists():
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+    finally:
+        discard_entry_dir(tmp)
+
+
+def discard_entry_dir(tmp: Path) -> None:
+    """Remove a temporary entry folder (nothing half-written stays behind)."""
+    tempdirs.release(tmp)
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_frame(folder: Path, name: str, meta: dict, verify: bool = True) -> pd.DataFrame:
     values = np.load(folder / f"{name}.values.npy", mmap_mode="r")
     if list(values.shape) != meta["shape"] or str(values.dtype) != meta["dtype"]:
         raise ValueError(f"{name}: shape/dtype mismatch")
-    if _crc(values) != meta["crc"]:
+    if verify and _crc(values) != meta["crc"]:
         raise ValueError(f"{name}: checksum mismatch")
     dates = np.load(folder / f"{name}.dates.npy")
     c0 = np.load(folder / f"{name}.codes0.npy")
@@ -314,8 +416,10 @@ def _adopt(folder: Path, handler: Any, written: dict[str, pd.DataFrame]) -> None
         logger.info("handler cache: frames of %s kept in memory (%s)", folder.name[:12], e)
 
 
-def load_handler(key: str, handler: Any) -> bool:
-    """Fill ``handler`` from the cache entry ``key``; False (entry removed if broken) on a miss."""
+def load_handler(key: str, handler: Any, *, verify: bool = True) -> bool:
+    """Fill ``handler`` from the cache entry ``key``; False (entry removed if broken) on a miss.
+
+    ``verify=False`` skips the value checksums (for an entry this process has just written)."""
     folder = handler_cache_dir() / key
     meta_path = folder / "meta.json"
     if not meta_path.exists():
@@ -327,7 +431,7 @@ def load_handler(key: str, handler: Any) -> bool:
         loaded: dict[str, pd.DataFrame] = {}
         for dk, fm in meta["frames"].items():
             if "alias" not in fm:
-                loaded[dk] = _load_frame(folder, dk, fm)
+                loaded[dk] = _load_frame(folder, dk, fm, verify)
         for dk, fm in meta["frames"].items():
             if "alias" in fm:
                 loaded[dk] = loaded[fm["alias"]]

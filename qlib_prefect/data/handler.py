@@ -6,7 +6,8 @@ Frames are indexed ``(datetime, instrument)`` (sorted), columns ``(group, name)`
 
 Processed handlers are cached on disk (see :mod:`qlib_prefect.data.cache`): building the same handler on
 the same data again loads the frames instead of recomputing them. Opt out with ``cache=False`` or
-``QLIB_PREFECT_HANDLER_CACHE=0``.
+``QLIB_PREFECT_HANDLER_CACHE=0``. A cached build whose in-memory peak would exceed ``QLIB_PREFECT_MAX_MEMORY``
+runs out of core (:mod:`qlib_prefect.data.chunked`, same frames); qlib always builds in memory.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -54,6 +55,7 @@ __all__ = [
     "fetch_df_by_col",
     "fetch_df_by_index",
     "get_level_index",
+    "load_raw_bounded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -365,6 +367,8 @@ class DataHandlerLP(DataHandler):
                 self.cache_hit = True
                 return
         self.cache_hit = False
+        if key is not None and self._build_chunked(key, init_type):
+            return
         from qlib_prefect.tweaks.heap import heap_reuse
 
         t0 = time.perf_counter()
@@ -384,6 +388,30 @@ class DataHandlerLP(DataHandler):
         )
         if key is not None:
             hcache.store_handler_async(key, self)
+
+    def _build_chunked(self, key: str, init_type: str) -> bool:
+        """Build out of core into the cache entry ``key`` (:mod:`qlib_prefect.data.chunked`) when the in-memory
+        build's estimated peak exceeds ``QLIB_PREFECT_MAX_MEMORY`` and the processors allow it. qlib always builds
+        in memory."""
+        from qlib_prefect.config.settings import get_settings
+        from qlib_prefect.data import chunked
+
+        why = chunked.chunkable(self)
+        if why is not None:
+            logger.debug("%s: in-memory build (%s)", type(self).__name__, why)
+            return False
+        cap = get_settings().max_memory_bytes
+        need = chunked.estimate_inmemory_bytes(self, chunked.resolve_instruments(self, filtered=False))
+        if need <= cap:
+            return False
+        instruments = chunked.resolve_instruments(self)
+        need = chunked.estimate_inmemory_bytes(self, instruments)
+        if need <= cap:
+            return False
+        logger.info("%s: estimated in-memory peak %.1f GB > QLIB_PREFECT_MAX_MEMORY %.1f GB: chunked build",
+                    type(self).__name__, need / 2**30, cap / 2**30)
+        self.chunked_build = chunked.build_chunked(self, key, init_type, cap, instruments)
+        return self.chunked_build
 
     def _get_df_by_key(self, data_key: str = DataHandler.DK_I) -> pd.DataFrame:
         if data_key not in self.ATTR_MAP:
@@ -421,6 +449,26 @@ class DataHandlerLP(DataHandler):
     def from_df(cls, df: pd.DataFrame) -> DataHandlerLP:
         """A processor-less handler over ``df``."""
         return cls(data_loader=StaticDataLoader(df))
+
+
+def load_raw_bounded(handler: DataHandler) -> tuple[pd.DataFrame, bool]:
+    """``(handler.load_raw(), False)`` while the loader output fits ``QLIB_PREFECT_MAX_MEMORY``; above it the same
+    frame built out of core by a processor-less twin handler (same loader, instruments and span) into the handler
+    cache and served memory-mapped: ``(frame, True)`` (the frame is then already cached on disk, by the twin's key).
+
+    For callers that share one loader output (rolling windows slice it per window).
+    """
+    from qlib_prefect.config.settings import get_settings
+    from qlib_prefect.data import chunked
+
+    cap = get_settings().max_memory_bytes
+    if (chunked.loader_unchunkable(handler) is not None
+            or chunked.estimate_inmemory_bytes(handler, chunked.resolve_instruments(handler, filtered=False)) <= cap):
+        return handler.load_raw(), False
+    twin = DataHandlerLP(instruments=handler.instruments, start_time=handler.start_time, end_time=handler.end_time,
+                         data_loader=handler.loader_config, cache=True, init_data=False)
+    twin.setup_data()
+    return twin._data, bool(getattr(twin, "chunked_build", False) or twin.cache_hit)
 
 
 # --------------------------------------------------------------------------------------- Alpha handlers

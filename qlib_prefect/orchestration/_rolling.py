@@ -102,6 +102,7 @@ def _raw_frame(ctx: _RunCtx, gid: str) -> pd.DataFrame:
 
 def _build_raw(ctx: _RunCtx, gid: str) -> pd.DataFrame:
     from qlib_prefect.data import cache as hcache
+    from qlib_prefect.data.handler import load_raw_bounded
     from qlib_prefect.data.registry import get_provider
 
     info = ctx.raw_groups[gid]
@@ -114,11 +115,14 @@ def _build_raw(ctx: _RunCtx, gid: str) -> pd.DataFrame:
     df = hcache.load_raw_frame(key) if use_cache else None
     if df is None:
         t0 = time.perf_counter()
-        df = handler.load_raw()
+        df, on_disk = load_raw_bounded(handler)  # out of core above QLIB_PREFECT_MAX_MEMORY (then memory-mapped)
         logger.info("rolling: raw features for %s .. %s computed in %.1fs (%d rows)", date_label(handler.start_time),
                     date_label(end), time.perf_counter() - t0, len(df))
-        if use_cache:
-            hcache.store_raw_frame(key, df)
+        if use_cache and not on_disk and hcache.store_raw_frame(key, df):
+            # serve the windows from the memory-mapped entry: the computed panel's memory is freed, each window
+            # faults in only the pages of its slice (windows run a few at a time, never all frames at once)
+            mapped = hcache.load_raw_frame(key)
+            df = df if mapped is None else mapped
     else:
         logger.info("rolling: raw features for %s .. %s from the raw cache", date_label(handler.start_time),
                     date_label(end))

@@ -37,7 +37,7 @@ def test_every_field_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch, 
               "prefect_profiles_path": str(tmp_path / "p.toml"), "prefect_allow_ephemeral": "false",
               "prefect_startup_timeout": "7.5", "mlflow_tracking_uri": "sqlite:///y.db",
               "mlflow_allow_file_store": "true", "prefect_extra_loggers": "a.b",
-              "verify_content": "1"}
+              "verify_content": "1", "max_memory": "8G"}
     assert set(values) == set(Settings.model_fields)
     defaults = Settings()
     for field, value in values.items():
