@@ -42,3 +42,20 @@ def test_damaged_cache_entry_is_rebuilt(real_run, tmp_path, caplog) -> None:
     assert "unreadable" in caplog.text
     assert rebuilt == fresh
     assert B._load_sections(key, range(1, 21)) is not None  # the entry was written again, whole
+
+
+def test_trades_ledger_from_order_records_equals_the_per_day_frames(real_run) -> None:
+    import pandas as pd
+
+    from qlib_prefect.report.ledger import trades_ledger
+
+    rec = real_run["recorder"]
+    ind = rec.load_object("portfolio_analysis/indicators_normal_1day_obj.pkl")
+    report = rec.load_object("portfolio_analysis/report_normal_1day.pkl")
+
+    class PerDay:  # what a qlib Indicator offers: only the per-day frames
+        order_indicator_his = ind.order_indicator_his
+
+    fast, slow = trades_ledger(ind, report), trades_ledger(PerDay(), report)
+    assert len(fast) > 100
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
