@@ -338,6 +338,27 @@ class Indicator:
             )
         return out
 
+    def order_records(self) -> pd.DataFrame:
+        """Every bar's per-order rows in one frame (``datetime``, ``instrument``, ``amount``, ``deal_amount``,
+        ``trade_price``, ``trade_value``, ``trade_cost``, ``trade_dir``; the values of
+        :attr:`order_indicator_his`), concatenated once instead of one frame per bar."""
+        import itertools
+
+        items = [(d, o) for d, o in self._orders.items() if len(o[0])]
+        lens = [len(o[0]) for _, o in items]
+
+        def cat(i: int, dtype: Any) -> np.ndarray:
+            return (np.concatenate([np.asarray(o[i], dtype=dtype) for _, o in items]) if items
+                    else np.empty(0, dtype=dtype))
+
+        dates = np.array([np.datetime64(pd.Timestamp(d), "ns") for d, _ in items], dtype="datetime64[ns]")
+        return pd.DataFrame({
+            "datetime": pd.DatetimeIndex(np.repeat(dates, lens)),
+            "instrument": np.array(list(itertools.chain.from_iterable(o[0] for _, o in items)), dtype=object),
+            "amount": cat(1, float), "deal_amount": cat(2, float), "trade_price": cat(3, float),
+            "trade_value": cat(4, float), "trade_cost": cat(5, float), "trade_dir": cat(6, int),
+        })
+
     def get_trade_indicator_his(self) -> dict[pd.Timestamp, dict[str, float]]:
         return self.trade_indicator_his
 

@@ -199,7 +199,8 @@ def _workflow(
             first.result(raise_on_failure=True)  # re-raises the stage's own exception
             raise RecorderError(f"stages did not complete: {', '.join(failed)}")
         latest = publish_task(refs, recorder.id, recorder.uri)
-        report = build_run_report(recorder, config=cfg.raw, strict=False)  # report.html, ledgers, MLflow 3 entries
+        # report.html, ledgers, MLflow 3 entries; its signal sections are reused while the signal stages are unchanged
+        report = build_run_report(recorder, config=cfg.raw, strict=False, cache_key=_signal_key(plan))
         expect_task_runs(fr_id, len(plan) + 1)  # the stages and publish: recorded before the server stops
         metrics = {**recorder.list_metrics(), **latest}
         summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
@@ -221,6 +222,12 @@ def _workflow(
     R.end_exp("FINISHED")
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
+
+
+def _signal_key(plan: list[StageSpec]) -> str:
+    """What the report's prediction-only sections depend on: the keys of every stage but the PortAnaRecord ones
+    (a strategy change re-runs only those; any other change, data included, changes a key here)."""
+    return "|".join(f"{s.name}={s.key}" for s in plan if s.label != "PortAnaRecord")
 
 
 def _hostname() -> str:

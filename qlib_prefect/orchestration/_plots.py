@@ -15,10 +15,37 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["plot_stage", "plot_stage_safely"]
+__all__ = ["plot_stage", "plot_stage_safely", "prewarm_plotting"]
 
 
 _LOCK = threading.Lock()
+
+
+_WARM: dict[str, threading.Thread] = {}
+
+
+def _warm() -> None:
+    with _LOCK:  # plot_stage waits for this: importing matplotlib and building its font cache is shared state
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+            fig, ax = _figure((1, 1))
+            ax.set_title("warm-up")
+            FigureCanvasAgg(fig).draw()  # loads the fonts and the text layout
+        except Exception:  # plot_stage reports its own errors
+            pass
+
+
+def prewarm_plotting() -> None:
+    """Import matplotlib and load its fonts in a background thread (once per process), so a record stage's
+    plots do not pay ~1 s of imports after its backtest: the import overlaps the stage's computation."""
+    with _WARM_LOCK:
+        if "thread" not in _WARM:
+            _WARM["thread"] = threading.Thread(target=_warm, name="qlib-prefect-plot-warmup", daemon=True)
+            _WARM["thread"].start()
+
+
+_WARM_LOCK = threading.Lock()
 
 
 def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
@@ -37,6 +64,9 @@ def plot_stage(rec: Any, benchmark: str | None = None) -> list[str]:
     pa = root / "portfolio_analysis"
     reports = sorted(pa.glob("report_normal_*.pkl")) if pa.is_dir() else []
     ic = root / "sig_analysis" / "ic.pkl"
+    warm = _WARM.get("thread")
+    if warm is not None:
+        warm.join()
     with _LOCK:  # font cache and text layout are shared state inside matplotlib
         if reports:
             written += _portfolio_plots(rec, reports[0], benchmark or "benchmark")

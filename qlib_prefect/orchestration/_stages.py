@@ -100,11 +100,14 @@ def _run_train(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> Any:
 
 
 def _run_record(ctx: RunContext, spec: StageSpec, rec: StoreRecorder) -> None:
+    from qlib_prefect.orchestration._plots import plot_stage_safely, prewarm_plotting
+
+    if spec.label in ("PortAnaRecord", "SigAnaRecord"):  # records that draw plots: matplotlib loads meanwhile
+        prewarm_plotting()
     model = dataset = None
     if spec.needs_model:
         model, dataset = get_model(ctx), get_dataset(ctx)
     run_records(ctx.resolved_task(), rec, model=model, dataset=dataset, only=[spec.index])
-    from qlib_prefect.orchestration._plots import plot_stage_safely
     from qlib_prefect.report import find_benchmark
 
     plot_stage_safely(rec, spec.name, benchmark=find_benchmark(task_records(ctx.resolved_task())[spec.index]))

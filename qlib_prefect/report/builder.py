@@ -141,14 +141,75 @@ def _portfolio_sections(art: RunArtifacts) -> list[Section]:
     return [returns, drawdown, monthly, turnover, holdings]
 
 
-def _signal_sections(art: RunArtifacts, horizons: Sequence[int]) -> list[Section]:
-    ic, ric = _ic_series(art)
-    rolling = Section("rolling", "Rolling Sharpe ratio and IC")
+def _signal_sections(art: RunArtifacts, horizons: Sequence[int], cache_key: str | None = None) -> list[Section]:
+    """The signal sections; those computed from the prediction alone (``ic``, ``ic-decay``, ``quantile`` and the
+    rolling IC) come from the section cache when ``cache_key`` names their inputs (see :func:`build_run_report`)."""
+    cached = _load_sections(cache_key, horizons)
+    if cached is None:
+        cached = _pred_sections(art, horizons)
+        if cached[2].figures or art.pred is None:  # not an IC decay that failed for want of the data
+            _save_sections(cache_key, horizons, cached)
+    rolling, ic_sec, decay, quant = (Section(s.id, s.title, html=s.html, figures=dict(s.figures)) for s in cached)
     if art.report is not None:
-        rolling.figures["sharpe"] = line_chart(
+        rolling.figures = {"sharpe": line_chart(
             {f"{A.SHARPE_WINDOW}-day Sharpe (excess with cost)": A.rolling_sharpe(art.report, freq=art.freq)},
             title=f"Rolling {A.SHARPE_WINDOW}-day annualised Sharpe ratio of the excess return over {art.benchmark}",
-            x_title=_DATE, y_title="Sharpe ratio (annualised)", y_format=None)
+            x_title=_DATE, y_title="Sharpe ratio (annualised)", y_format=None)} | rolling.figures
+        if rolling.figures:
+            rolling.html = ""
+    return [rolling, ic_sec, decay, quant]
+
+
+def _section_cache_path(cache_key: str, horizons: Sequence[int]) -> Path:
+    import hashlib
+
+    from qlib_prefect._version import code_version
+    from qlib_prefect.config.settings import home_dir
+
+    key = hashlib.sha256(repr((cache_key, tuple(horizons), code_version())).encode()).hexdigest()[:32]
+    return home_dir() / "report_sections" / f"{key}.pkl"
+
+
+def _load_sections(cache_key: str | None, horizons: Sequence[int]) -> list[Section] | None:
+    if cache_key is None:
+        return None
+    import pickle
+
+    path = _section_cache_path(cache_key, horizons)
+    try:
+        with path.open("rb") as f:
+            out = pickle.load(f)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # a damaged entry is rebuilt
+        logger.warning("report section cache %s unreadable (%s): rebuilding it", path, e)
+        return None
+    if not (isinstance(out, list) and len(out) == 4 and all(isinstance(s, Section) for s in out)):
+        logger.warning("report section cache %s is not a section list: rebuilding it", path)
+        return None
+    return out
+
+
+def _save_sections(cache_key: str | None, horizons: Sequence[int], sections: list[Section]) -> None:
+    if cache_key is None:
+        return
+    import os
+    import pickle
+
+    path = _section_cache_path(cache_key, horizons)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(sections, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    except OSError as e:
+        logger.warning("report section cache %s not written: %s", path, e)
+
+
+def _pred_sections(art: RunArtifacts, horizons: Sequence[int]) -> list[Section]:
+    """rolling (IC part), ic, ic-decay, quantile: functions of the prediction, label and IC series only."""
+    ic, ric = _ic_series(art)
+    rolling = Section("rolling", "Rolling Sharpe ratio and IC")
     if ic is not None:
         lines = {f"IC {A.IC_WINDOW}-day mean": A.rolling_ic(ic)}
         if ric is not None:
@@ -210,10 +271,12 @@ def _config_section(art: RunArtifacts) -> Section:
     return Section("config", "Config", html=f"<pre>{html.escape(text)}</pre>")
 
 
-def report_sections(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21)) -> list[Section]:
-    """All sections, in :data:`SECTION_IDS` order."""
+def report_sections(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21),
+                    cache_key: str | None = None) -> list[Section]:
+    """All sections, in :data:`SECTION_IDS` order (``cache_key``: see :func:`build_run_report`)."""
     steps = [("metrics", lambda: [_metrics_section(art)]), ("portfolio", lambda: _portfolio_sections(art)),
-             ("signal", lambda: _signal_sections(art, horizons)), ("config", lambda: [_config_section(art)])]
+             ("signal", lambda: _signal_sections(art, horizons, cache_key)),
+             ("config", lambda: [_config_section(art)])]
     built: dict[str, Section] = {}
     for _, make in progress(steps, description="building the report", total=len(steps), key=lambda s: s[0]):
         for s in make():
@@ -221,19 +284,26 @@ def report_sections(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21)
     return [built[i] for i in SECTION_IDS]
 
 
-def run_report_html(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21)) -> str:
+def run_report_html(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21),
+                    cache_key: str | None = None) -> str:
     """The report of ``art`` as an HTML string."""
     from qlib_prefect.report.tracking import run_name
 
     title = f"qlib-prefect report: {run_name(art.config) or art.run_name or art.run_id}"
     sub = f"MLflow run <code>{html.escape(art.run_id)}</code> - built {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    return render_document(title, report_sections(art, horizons=horizons), subtitle=sub)
+    return render_document(title, report_sections(art, horizons=horizons, cache_key=cache_key), subtitle=sub)
 
 
 def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | None = None, log: bool = True,
                      horizons: Sequence[int] = range(1, 21), tracking: bool = True,
-                     strict: bool = True) -> Path | None:
+                     strict: bool = True, cache_key: str | None = None) -> Path | None:
     """Build ``report.html`` and the ledgers of ``recorder``'s run from its artifacts.
+
+    ``cache_key``: a string that changes whenever the run's prediction, label or IC series (or the data they
+    were computed on) change, e.g. the workflow's signal stage keys; the sections computed from them alone
+    (``ic``, ``ic-decay``, ``quantile``, rolling IC: most of the build) are then kept under
+    ``QLIB_PREFECT_HOME/report_sections`` and reused by a run whose only change is downstream (a new strategy).
+    Without a key everything is computed from the artifacts.
 
     ``log`` uploads them into the run (``report.html`` at the root, ledgers under ``ledgers/``); ``tracking``
     also adds the MLflow 3 entries of :mod:`qlib_prefect.report.tracking` (logged model, dataset input, run name,
@@ -242,7 +312,8 @@ def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | 
     at the end of a run) logs a warning and returns None instead of raising, so a report never fails a run.
     """
     try:
-        return _build(recorder, config=config, output=output, log=log, horizons=horizons, tracking=tracking)
+        return _build(recorder, config=config, output=output, log=log, horizons=horizons, tracking=tracking,
+                      cache_key=cache_key)
     except Exception as e:
         if strict:
             raise
@@ -251,13 +322,13 @@ def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | 
 
 
 def _build(recorder: Any, *, config: Any, output: str | Path | None, log: bool, horizons: Sequence[int],
-           tracking: bool) -> Path:
+           tracking: bool, cache_key: str | None = None) -> Path:
     t0 = time.perf_counter()
     art = load_run_artifacts(recorder, config=config)
     folder = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="qlib-prefect-report-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / REPORT_NAME
-    path.write_text(run_report_html(art, horizons=horizons), encoding="utf-8")
+    path.write_text(run_report_html(art, horizons=horizons, cache_key=cache_key), encoding="utf-8")
     ledgers = []
     if art.positions is not None or art.indicator is not None:
         ledgers = write_ledgers(folder / LEDGER_DIR, positions=art.holdings(), indicator=art.indicator,

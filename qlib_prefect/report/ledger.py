@@ -34,15 +34,23 @@ def positions_ledger(positions: dict[Any, Any]) -> pd.DataFrame:
 def trades_ledger(indicator: Any, report: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per order of each day (unfilled orders have ``deal_amount`` 0 and ``cost`` 0)."""
     cols = ["datetime", "instrument", "direction", "amount", "deal_amount", "price", "value", "cost", "weight"]
-    his = getattr(indicator, "order_indicator_his", None)
-    frames = {pd.Timestamp(d): df for d, df in (his or {}).items() if len(df)}
-    if not frames:
-        return pd.DataFrame(columns=cols)
-    df = pd.concat(frames.values())
-    dates = np.repeat(np.array(list(frames), dtype="datetime64[ns]"), [len(f) for f in frames.values()])
+    records = getattr(indicator, "order_records", None)
+    if callable(records):  # ours: one concatenation (no frame per day)
+        df = records()
+        if not len(df):
+            return pd.DataFrame(columns=cols)
+        dates, codes = df["datetime"].to_numpy(), df["instrument"].astype(str).to_numpy(dtype=object)
+    else:  # qlib's Indicator (a report of a qlib run): one frame per day
+        his = getattr(indicator, "order_indicator_his", None)
+        frames = {pd.Timestamp(d): df for d, df in (his or {}).items() if len(df)}
+        if not frames:
+            return pd.DataFrame(columns=cols)
+        df = pd.concat(frames.values())
+        dates = np.repeat(np.array(list(frames), dtype="datetime64[ns]"), [len(f) for f in frames.values()])
+        codes = df.index.astype(str).to_numpy(dtype=object)
     out = pd.DataFrame({
         "datetime": pd.DatetimeIndex(dates),
-        "instrument": df.index.astype(str).to_numpy(dtype=object),
+        "instrument": codes,
         "direction": np.where(df["trade_dir"].to_numpy() == 1, "buy", "sell"),
         "amount": np.abs(df["amount"].to_numpy(dtype=float)),
         "deal_amount": np.abs(df["deal_amount"].to_numpy(dtype=float)),

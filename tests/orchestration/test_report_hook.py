@@ -33,3 +33,29 @@ def test_flow_run_publishes_the_report(small_data, isolated_home, mlflow_uri) ->
         arts = pc.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["qlib-workflow-results"])))
     mine = [a for a in arts if str(a.flow_run_id) == flow_run_id]
     assert len(mine) == 1 and f"[report.html]({s['report_url']})" in mine[0].data
+
+
+def test_strategy_only_rerun_reuses_the_report_signal_sections(small_data, isolated_home, mlflow_uri) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
+    from report_helpers import parse_report
+
+    def figures(run_id: str) -> dict:
+        path = MlflowClient(mlflow_uri).download_artifacts(run_id, "report.html")
+        return parse_report(Path(path).read_text(encoding="utf-8")).figures
+
+    a = qlib_workflow(small_config(small_data, mlflow_uri, topk=10))
+    entries = list((isolated_home / "report_sections").glob("*.pkl"))
+    assert len(entries) == 1
+    stamp = entries[0].stat().st_mtime_ns
+    b = qlib_workflow(small_config(small_data, mlflow_uri, topk=8))
+    assert b["stages"]["record.0.SignalRecord"]["state"] == "Cached"
+    assert list((isolated_home / "report_sections").glob("*.pkl")) == entries
+    assert entries[0].stat().st_mtime_ns == stamp  # read, not written again
+    fa, fb = figures(a["run_id"]), figures(b["run_id"])
+    for name in ("ic/daily", "ic-decay/decay", "quantile/cumulative", "rolling/ic"):
+        assert fa[name] == fb[name]
+    assert fa["returns/cumulative"] != fb["returns/cumulative"]  # the new strategy's portfolio is drawn
+    assert fa["rolling/sharpe"] != fb["rolling/sharpe"]
