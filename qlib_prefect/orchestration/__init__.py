@@ -102,6 +102,9 @@ _LAZY = {
     "online_strategy": "qlib_prefect.orchestration._online",
     "routine_history": "qlib_prefect.orchestration._online",
     "routine_text": "qlib_prefect.orchestration._online",
+    # the online simulate backfill
+    "online_simulate": "qlib_prefect.orchestration._simulate",
+    "simulate_text": "qlib_prefect.orchestration._simulate",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
     "ROLLING_CRON": "qlib_prefect.orchestration._deploy",
