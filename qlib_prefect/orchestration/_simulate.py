@@ -202,17 +202,17 @@ def simulate_text(summary: dict[str, Any]) -> str:
     """The simulate run as the CLI prints it: span, windows trained / cached, history, key backtest metrics."""
     rows = [("simulated days", f"{summary['start']} .. {summary['end']} ({summary['days']} trading days)"),
             ("windows (trained / cached)", f"{len(summary['windows'])} ({summary['trained']} / {summary['cached']})"),
-            ("signal rows", str(summary.get("signal_rows", "?"))),
+            ("signal rows", f"{summary.get('signal_rows', '?')} (dates {summary['start']} .. {summary['end']})"),
             ("MLflow run", f"{summary['run_id']} (experiment {summary['experiment_name']})")]
     rows += [(k, f"{v:.6f}") for k, v in summary.get("metrics", {}).items()]
     if summary.get("report_url"):
         rows.append(("report", summary["report_url"]))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
-    lines += ["", "online history (which model was online on which days):",
-              f"{'window':>6}  {'MLflow run id':<32}  {'test segment':<22}  {'online from':<11}  {'online to':<11}  days"]
-    lines += [f"{h['window']:>6}  {str(h['run_id']):<32}  {h['test']:<22}  {h['online_from']:<11}  {h['online_to']:<11}  "
-              f"{h['days']:>4}" for h in summary["history"]]
+    cols = f"{'window':>6}  {'MLflow run id':<32}  {'test segment':<22}  {'online from':<11}  {'online to':<11}"
+    lines += ["", "online history (which model was online on which days):", f"{cols}  days (trading days)"]
+    lines += [f"{h['window']:>6}  {h['run_id']!s:<32}  {h['test']:<22}  {h['online_from']:<11}  "
+              f"{h['online_to']:<11}  {h['days']:>4}" for h in summary["history"]]
     lines += ["", f"{'look at it with':<{width}}  {summary['mlflow_ui_command']}"]
     return "\n".join(lines)
 
@@ -223,7 +223,8 @@ def _prepare(config: Any = None, *args: Any, **kwargs: Any) -> None:
 
 online_simulate = LeanFlow(
     _simulate, prepare=_prepare, name="qlib-online-simulate",
-    task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS), persist_result=False, validate_parameters=False, log_prints=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS), persist_result=False,
+    validate_parameters=False, log_prints=False,
     description="Online simulate: the daily routine backfilled over start..end, one cached task per rolling "
                 "window, the signals backtested (PortAnaRecord) and reported in one MLflow run.",
 )

@@ -242,8 +242,9 @@ def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | 
     ``log`` uploads them into the run (``report.html`` at the root, ledgers under ``ledgers/``); ``tracking``
     also adds the MLflow 3 entries of :mod:`qlib_prefect.report.tracking` (logged model, dataset input, run name,
     description linking the report) when the recorder is an MLflow one. ``output``: a folder to keep the files
-    in (default: a temporary one); ``extra_sections`` are added before the config section. Returns the path of the written ``report.html``; ``strict=False`` (the hook
-    at the end of a run) logs a warning and returns None instead of raising, so a report never fails a run.
+    in (default: a temporary one); ``extra_sections`` are added before the config section. Returns the path of
+    the written ``report.html``; ``strict=False`` (the hook at the end of a run) logs a warning and returns None
+    instead of raising, so a report never fails a run.
     """
     try:
         return _build(recorder, config=config, output=output, log=log, horizons=horizons, tracking=tracking,

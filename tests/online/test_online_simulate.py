@@ -10,8 +10,11 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import yaml
 from online_helpers import DATA, golden, init_store, store_uri
 
+from qlib_prefect.cli.main import main
 from qlib_prefect.online.manager import OnlineManager
 from qlib_prefect.orchestration import online_simulate, online_strategy, simulate_text
 from qlib_prefect.task.trainer import TrainerR
@@ -40,7 +43,8 @@ def _signals(summary: dict) -> pd.Series:
     return (pred.iloc[:, 0] if isinstance(pred, pd.DataFrame) else pred).sort_index()
 
 
-def test_online_simulate_extend_and_parity(session_tmp: Path, tmp_path: Path) -> None:
+def test_online_simulate_extend_and_parity(session_tmp: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
     uri = store_uri(session_tmp, tmp_path / "store")
     cfg = _config(uri, "sim")
     first = online_simulate(cfg, A, B)
@@ -48,7 +52,8 @@ def test_online_simulate_extend_and_parity(session_tmp: Path, tmp_path: Path) ->
     assert len(states) == 3 and first["trained"] + first["cached"] == 3
     sig_ab = _signals(first)
     dates = sig_ab.index.get_level_values("datetime")
-    assert str(dates.min().date()) == A and str(dates.max().date()) == "2020-04-29" == first["end"] and len(sig_ab) == first["signal_rows"]
+    assert str(dates.min().date()) == A and str(dates.max().date()) == "2020-04-29" == first["end"]
+    assert len(sig_ab) == first["signal_rows"]
 
     # extending by a month: only the new window is trained and predicted
     second = online_simulate(cfg, A, B2)
@@ -101,3 +106,14 @@ def test_online_simulate_extend_and_parity(session_tmp: Path, tmp_path: Path) ->
     text = simulate_text(second)
     for label in ("simulated days", "windows (trained / cached)", "signal rows", "online history", "mlflow ui"):
         assert label in text
+
+    # the CLI: the same flow (every window cached now), a labelled summary
+    path = tmp_path / "online.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert main(["online", "simulate", str(path), "--start", A, "--end", B2]) == 0
+    out = capsys.readouterr().out
+    assert "4 (0 / 4)" in out and f"{len(sig_ab2)} (dates {A} .. 2020-05-29)" in out
+    for label in ("online history", "excess_return_with_cost", "mlflow ui --backend-store-uri", "report"):
+        assert label in out, (label, out)
+    assert "2020-05-25" in out  # window 3 online from its test start
