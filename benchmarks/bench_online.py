@@ -218,14 +218,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rerun-qlib", action="store_true", help="measure qlib again (default: its cached figures)")
     p.add_argument("--no-qlib", action="store_true", help="do not run qlib (ours only)")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    p.add_argument("--render-only", action="store_true", help="rewrite the section from out/online/last.json")
+    p.add_argument("--tag", default="", help="run ours in out/online/ours-TAG and save last-TAG.json")
     a = p.parse_args(argv)
+    if a.render_only:
+        last = json.loads((OUT / "last.json").read_text())
+        text = render(last["results"], last["machine"])
+        print(text)
+        if not a.no_write:
+            write_section(ROOT / "BENCHMARKS.md", text, START, END)
+        return 0
 
     from qlib_prefect.data.sample import sample_data_dir
 
     OUT.mkdir(parents=True, exist_ok=True)
     data = Path(sample_data_dir(HERE / "out" / "sp500_qlib"))
     res: dict = {}
-    ours_dir = OUT / "ours"
+    ours_dir = OUT / (f"ours-{a.tag}" if a.tag else "ours")
     shutil.rmtree(ours_dir, ignore_errors=True)
     ours_dir.mkdir(parents=True)
     qcfg, ocfg = make_configs(data, f"sqlite:///{ours_dir / 'mlflow.db'}")
@@ -246,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         res["parity"] = compare(res["cold"]["result"], OUT / "qlib" / "signals.pkl")
         print(f"parity: {res['parity']}", flush=True)
     mach = machine_info()
-    (OUT / "last.json").write_text(json.dumps({"machine": mach, "results": res}, indent=1, default=str))
+    last = OUT / (f"last-{a.tag}.json" if a.tag else "last.json")
+    last.write_text(json.dumps({"machine": mach, "results": res}, indent=1, default=str))
     text = render(res, mach)
     print(text)
     if not a.no_write:
