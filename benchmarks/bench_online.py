@@ -101,6 +101,9 @@ def make_configs(data: Path, mlflow_uri: str) -> tuple[dict, dict]:
     qinit = {"provider_uri": str(data), "region": "us"}
     qcfg = {"qlib_init": qinit, "task": {**copy.deepcopy(task), "record": [r for r in task["record"]
                                                                          if r["class"] == "SignalRecord"]}}
+    # the backtest goes to online.port_analysis: simulate sets its span (a task PortAnaRecord's dates are validated
+    # against the template's test segment)
+    task["record"] = [r for r in task["record"] if r["class"] != "PortAnaRecord"]
     port = copy.deepcopy(raw.get("port_analysis_config") or {})
     for k in ("start_time", "end_time"):
         port.get("backtest", {}).pop(k, None)
