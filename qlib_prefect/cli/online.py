@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start", default=None, help="simulate: the first day")
     p.add_argument("--end", default=None, help="simulate: the last day")
     p.add_argument("--json", dest="json_out", action="store_true",
-                   help="init/routine/portfolio: print JSON instead of the table")
+                   help="init/routine/simulate/portfolio: print JSON instead of the table")
     p.set_defaults(func=_run)
 
 
@@ -52,6 +52,14 @@ def _run(args: argparse.Namespace) -> int:
     from qlib_prefect.errors import ConfigError
 
     cfg = _config(args.config)
+    if args.action == "simulate":  # the routine backfilled as a Prefect flow (cached per window), backtested
+        from qlib_prefect.orchestration import online_simulate, simulate_text
+
+        if args.start is None:
+            raise ConfigError("online simulate: --start is required")
+        out = online_simulate(cfg, args.start, args.end)
+        print(json.dumps(out, indent=1, default=str) if args.json_out else simulate_text(out))
+        return 0
     if args.action in ("init", "routine"):
         from qlib_prefect.orchestration import online_routine, routine_text
 
@@ -62,17 +70,6 @@ def _run(args: argparse.Namespace) -> int:
     from qlib_prefect.orchestration import online_strategy, routine_history
 
     strategy = online_strategy(cfg)
-    if args.action == "simulate":
-        from qlib_prefect.online.manager import OnlineManager
-
-        if args.start is None:
-            raise ConfigError("online simulate: --start is required")
-        manager = OnlineManager(strategy, begin_time=args.start)
-        signals = manager.simulate(end_time=args.end)
-        dates = signals.index.get_level_values("datetime")
-        print(f"{len(signals)} signal rows, {dates.min().date()} .. {dates.max().date()}")
-        print(manager.history_records().to_string(index=False))
-        return 0
     if args.action == "status":
         from qlib_prefect.online.strategy import task_test_segment
 

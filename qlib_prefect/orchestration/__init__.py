@@ -106,6 +106,9 @@ _LAZY = {
     "routine_text": "qlib_prefect.orchestration._online",
     "routine_portfolio": "qlib_prefect.orchestration._online",
     "portfolio_text": "qlib_prefect.orchestration._online",
+    # the online simulate backfill
+    "online_simulate": "qlib_prefect.orchestration._simulate",
+    "simulate_text": "qlib_prefect.orchestration._simulate",
     # deployments and windows on workers
     "DEPLOYMENTS": "qlib_prefect.orchestration._deploy",
     "ROLLING_CRON": "qlib_prefect.orchestration._deploy",

@@ -246,8 +246,22 @@ def train_rolling_window(config: Any, index: int, step: int = 40, rtype: str = "
 
 
 # ------------------------------------------------------------------------------------------ summary stage
+def _signal_of(pred: Any, signal: dict[str, Any]) -> Any:
+    """The online signal of merged predictions: per-date z-score (``AverageEnsemble``, as
+    ``OnlineManager.prepare_signals``) on the dates ``signal["start"] .. signal["end"]``."""
+    from qlib_prefect.task.ens import AverageEnsemble
+
+    out = _cut(AverageEnsemble()({"rolling": pred}), signal)
+    return out.to_frame("score") if isinstance(pred, pd.DataFrame) else out
+
+
+def _cut(obj: Any, signal: dict[str, Any]) -> Any:
+    dates = obj.index.get_level_values("datetime")
+    return obj[(dates >= pd.Timestamp(signal["start"])) & (dates <= pd.Timestamp(signal["end"]))]
+
+
 def _summary_fn(ctx: _RunCtx | dict[str, Any], group: str, window_refs: list[dict[str, Any]], records: list[Any],
-                stage_key: str) -> dict[str, Any]:
+                stage_key: str, signal: dict[str, Any] | None = None) -> dict[str, Any]:
     from qlib_prefect.task.ens import RollingEnsemble
 
     ctx = _as_ctx(ctx)
@@ -266,9 +280,11 @@ def _summary_fn(ctx: _RunCtx | dict[str, Any], group: str, window_refs: list[dic
             labels[ref["key"]] = lab
     with store.build(SUMMARY_STAGE, stage_key, meta={"group": group, "windows": len(window_refs)}) as tmp:
         rec = StoreRecorder(path=tmp, name=f"summary-{group}")
-        rec.save_objects(**{"pred.pkl": RollingEnsemble()(preds)})
+        pred = RollingEnsemble()(preds)
+        rec.save_objects(**{"pred.pkl": pred if signal is None else _signal_of(pred, signal)})
         if labels:
-            rec.save_objects(**{"label.pkl": RollingEnsemble()(labels)})
+            label = RollingEnsemble()(labels)
+            rec.save_objects(**{"label.pkl": label if signal is None else _cut(label, signal)})
         rec.set_tags(**{GROUP_TAG: group, "qlib_prefect.rolling.windows": str(len(window_refs))})
         run_records({"record": copy.deepcopy(records)}, rec)
         from qlib_prefect.orchestration._plots import plot_stage_safely
@@ -296,7 +312,11 @@ def _window_tags(w: WindowSpec, state: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ the flow
 def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | None, refresh: bool,
-              params: dict[str, Any]) -> dict[str, Any]:
+              params: dict[str, Any], signal: dict[str, Any] | None = None,
+              on_summary: Any = None) -> dict[str, Any]:
+    """Run the windows and summaries of ``plan`` into one MLflow parent run. ``signal`` (online simulate): the
+    summary's ``pred.pkl`` is the z-scored signal on ``signal["start"] .. signal["end"]``; ``on_summary(parent,
+    summary)`` runs before the report is built and returns extra report sections."""
     from qlib_prefect._version import __version__
     from qlib_prefect.orchestration._flow import CONFIG_HASH_TAG, VERSION_TAG
     from qlib_prefect.orchestration._report import key_metrics, mlflow_ui_command, prefect_artifact
@@ -354,7 +374,8 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
         for group, skey in plan.summaries.items():
             refs = [r["ref"] for r in results if r.get("group") == group]
             sstale = refresh or not store.exists(SUMMARY_STAGE, skey)
-            sfut = _summary_task(group, sstale).submit(_fields(ctx), group, refs, plan.summary_records, skey)
+            sfut = _summary_task(group, sstale).submit(_fields(ctx), group, refs, plan.summary_records, skey,
+                                                       signal=signal)
             sref = sfut.result()
             summary_states[group] = state_name(sfut.state)
             if len(plan.summaries) == 1:
@@ -385,10 +406,11 @@ def _run_plan(cfg: Any, plan: RollingPlan, *, kind: str, experiment_name: str | 
         parent.set_tags(**{"qlib_prefect.rolling.trained": str(trained)})
         # the window, publish and summary tasks: recorded by the temporary API server before it stops
         expect_task_runs(flow_run_id(), 2 * len(plan.windows) + len(plan.summaries))
+        extra = on_summary(parent, summary) if on_summary is not None else []
         if len(plan.summaries) == 1:  # the merged predictions' tear sheet (report.html, ledgers) in the summary run
             from qlib_prefect.report import build_run_report, report_link
 
-            if build_run_report(parent, config=cfg.raw, strict=False) is not None:
+            if build_run_report(parent, config=cfg.raw, strict=False, extra_sections=extra) is not None:
                 summary["report_url"] = report_link(parent)
         prefect_artifact(summary, key=f"qlib-{kind.replace('_', '-')}-results", title=f"qlib {kind} results")
     except BaseException:

@@ -285,18 +285,22 @@ def report_sections(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21)
 
 
 def run_report_html(art: RunArtifacts, *, horizons: Sequence[int] = range(1, 21),
-                    cache_key: str | None = None) -> str:
-    """The report of ``art`` as an HTML string."""
+                    cache_key: str | None = None, extra_sections: Sequence[Section] = ()) -> str:
+    """The report of ``art`` as an HTML string (``extra_sections`` go before the config, e.g. the online
+    history of an online simulate run)."""
     from qlib_prefect.report.tracking import run_name
 
     title = f"qlib-prefect report: {run_name(art.config) or art.run_name or art.run_id}"
     sub = f"MLflow run <code>{html.escape(art.run_id)}</code> - built {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    return render_document(title, report_sections(art, horizons=horizons, cache_key=cache_key), subtitle=sub)
+    sections = report_sections(art, horizons=horizons, cache_key=cache_key)
+    sections[-1:-1] = list(extra_sections)
+    return render_document(title, sections, subtitle=sub)
 
 
 def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | None = None, log: bool = True,
                      horizons: Sequence[int] = range(1, 21), tracking: bool = True,
-                     strict: bool = True, cache_key: str | None = None) -> Path | None:
+                     strict: bool = True, cache_key: str | None = None,
+                     extra_sections: Sequence[Section] = ()) -> Path | None:
     """Build ``report.html`` and the ledgers of ``recorder``'s run from its artifacts.
 
     ``cache_key``: a string that changes whenever the run's prediction, label or IC series (or the data they
@@ -308,12 +312,13 @@ def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | 
     ``log`` uploads them into the run (``report.html`` at the root, ledgers under ``ledgers/``); ``tracking``
     also adds the MLflow 3 entries of :mod:`qlib_prefect.report.tracking` (logged model, dataset input, run name,
     description linking the report) when the recorder is an MLflow one. ``output``: a folder to keep the files
-    in (default: a temporary one). Returns the path of the written ``report.html``; ``strict=False`` (the hook
-    at the end of a run) logs a warning and returns None instead of raising, so a report never fails a run.
+    in (default: a temporary one); ``extra_sections`` are added before the config section. Returns the path of
+    the written ``report.html``; ``strict=False`` (the hook at the end of a run) logs a warning and returns None
+    instead of raising, so a report never fails a run.
     """
     try:
         return _build(recorder, config=config, output=output, log=log, horizons=horizons, tracking=tracking,
-                      cache_key=cache_key)
+                      cache_key=cache_key, extra_sections=extra_sections)
     except Exception as e:
         if strict:
             raise
@@ -322,13 +327,14 @@ def build_run_report(recorder: Any, *, config: Any = None, output: str | Path | 
 
 
 def _build(recorder: Any, *, config: Any, output: str | Path | None, log: bool, horizons: Sequence[int],
-           tracking: bool, cache_key: str | None = None) -> Path:
+           tracking: bool, cache_key: str | None = None, extra_sections: Sequence[Section] = ()) -> Path:
     t0 = time.perf_counter()
     art = load_run_artifacts(recorder, config=config)
     folder = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="qlib-prefect-report-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / REPORT_NAME
-    path.write_text(run_report_html(art, horizons=horizons, cache_key=cache_key), encoding="utf-8")
+    path.write_text(run_report_html(art, horizons=horizons, cache_key=cache_key, extra_sections=extra_sections),
+                    encoding="utf-8")
     ledgers = []
     if art.positions is not None or art.indicator is not None:
         ledgers = write_ledgers(folder / LEDGER_DIR, positions=art.holdings(), indicator=art.indicator,
