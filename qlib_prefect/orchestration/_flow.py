@@ -99,6 +99,9 @@ def plan_workflow(config: Any) -> list[dict[str, Any]]:
     from qlib_prefect._version import code_version
 
     cfg = load_workflow_config(config)
+    from qlib_prefect.workflow.config_check import check_workflow_config
+
+    check_workflow_config(cfg)  # the CLI's pre-flight checks for the Python API: dates, market, benchmark, fields
     fingerprint, env = _init_runtime(cfg)
     store = ContentStore()
     return [
@@ -285,6 +288,9 @@ def _prepare_workflow(config: Any = None, experiment_name: str | None = None, re
     if config is None:
         return
     cfg = load_workflow_config(config)
+    from qlib_prefect.workflow.config_check import check_workflow_config
+
+    check_workflow_config(cfg)  # the CLI's pre-flight checks for the Python API: dates, market, benchmark, fields
     fingerprint, env = _init_runtime(cfg)
     th = threading.Thread(target=_prewarm, args=(cfg, fingerprint, env, refresh), name="qlib-prefect-prewarm",
                           daemon=True)

@@ -115,3 +115,20 @@ def test_every_problem_is_listed_at_once(data, tmp_path):
         validate_config(path)
     msg = str(e.value)
     assert "3 problems" in msg and "sp600" in msg and "QQQ" in msg and "fit_start_time" not in msg.split("sp600")[0]
+
+
+def test_python_api_runs_the_same_checks_before_the_flow(data, tmp_path):
+    """``qlib_workflow(config)`` from Python checks the config against the data too: it fails before any flow
+    run or MLflow run exists, naming the key path."""
+    import mlflow
+
+    from qlib_prefect.orchestration import qlib_workflow
+
+    path = _write(tmp_path, data, [((*HANDLER, "instruments"), "sp600")])
+    with pytest.raises(ConfigError) as e:
+        qlib_workflow(str(path))
+    assert f"{H}.instruments: unknown market 'sp600'" in str(e.value)
+    db = tmp_path / "mlruns" / "mlflow.db"
+    if db.exists():  # nothing ran: no MLflow run at all
+        assert mlflow.MlflowClient(f"sqlite:///{db}").search_runs(
+            [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()]) == []
