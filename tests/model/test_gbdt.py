@@ -206,3 +206,35 @@ def test_predictions_identical_to_real_qlib_lgbmodel() -> None:
     assert model.evals_result_ == meta["evals"]
     expected = pd.read_parquet(gold / "model_pred.parquet")["score"].rename(None)
     pd.testing.assert_series_equal(model.predict(ds), expected, check_exact=True)
+
+
+def test_train_matrix_goes_to_lightgbm_without_a_copy_and_layout_does_not_change_the_model(monkeypatch) -> None:
+    """Issue 13: the handler cache's column-ordered (memory-mapped) block is LightGBM's training matrix as is; a
+    C-ordered and an F-ordered copy of the same features give bit-identical predictions."""
+    import lightgbm as lgb
+
+    from qlib_prefect.model import gbdt
+
+    f = np.asfortranarray(np.arange(12.0, dtype=np.float32).reshape(4, 3))
+    assert gbdt._lgb_matrix(f) is f and gbdt._lgb_matrix(np.ascontiguousarray(f)).flags.c_contiguous
+    strided = np.arange(24.0).reshape(4, 6)[:, ::2]
+    assert np.array_equal(gbdt._lgb_matrix(strided), strided) and gbdt._lgb_matrix(strided).flags.c_contiguous
+
+    seen: list[np.ndarray] = []
+    real = lgb.Dataset.__init__
+
+    def spy(self, data, *a, **k):  # noqa: ANN001
+        seen.append(data)
+        real(self, data, *a, **k)
+
+    monkeypatch.setattr(lgb.Dataset, "__init__", spy)
+    preds = []
+    for order in ("C", "F"):
+        frame = make_frame(seed=3)
+        frame = pd.DataFrame(np.array(frame.to_numpy(), order=order), index=frame.index, columns=frame.columns)
+        ds = make_dataset(frame, {"train": ("2020-01-01", "2020-02-14"), "valid": ("2020-02-17", "2020-03-06")})
+        model = LGBModel(num_boost_round=15, num_leaves=7, verbose=-1, num_threads=1)
+        model.fit(ds)
+        preds.append(model.predict(ds, segment="valid"))
+    assert seen and all(d.flags.c_contiguous or d.flags.f_contiguous for d in seen)
+    pd.testing.assert_series_equal(preds[0], preds[1], check_exact=True)
