@@ -3,13 +3,13 @@
 One routine day:
 
 1. **ingest** (task): the new CSV drops (a folder of ``*.csv`` / ``*.csv.gz`` files, one long CSV each, read in name
-   order; or one long CSV) are appended to the data directory with the incremental importer, on a staging copy.
-   The gate: a file that is not CSV, a missing column, a duplicated ``(symbol, date)`` row, a date already in the
-   calendar mixed with new ones, or a quality issue of the new dates (``nan``, ``non_positive``,
-   ``negative_volume``) fails the routine with an error naming the file and its row; the staging copy is dropped,
-   so the data directory, the models and the predictions are byte-identical to before. On success the staging copy
-   replaces the data directory. Drops whose dates are all already in the calendar are skipped (re-running a day
-   is harmless).
+   order; or one long CSV) are checked on their CSV frames, then appended in place with the incremental importer
+   (its journaled transaction: after a kill the directory reads exactly as before or as after the append). The
+   gate, before anything is written: a file that is not CSV, a missing column, a duplicated ``(symbol, date)`` row,
+   a date already in the calendar mixed with new ones, or a quality issue of the new rows (``nan``,
+   ``non_positive``, ``negative_volume``, computed as the data quality report does) fails the routine with an error
+   naming the file and its row; the data directory, the models and the predictions stay byte-identical. Drops
+   whose dates are all already in the calendar are skipped (re-running a day is harmless).
 2. **routine** (cached task): ``OnlineManager.routine`` for the day with a :class:`RollingStrategy` rebuilt from
    the config: new windows trained when the rolling step is crossed, online models switched, online predictions
    extended to the new dates (PredUpdater), signals prepared. The first routine of an experiment without online
