@@ -10,7 +10,9 @@ calendar date.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import pickle
 from typing import Any
 
 import numpy as np
@@ -151,31 +153,45 @@ class DSBasedUpdater(RecordUpdater):
         else:
             self.last_end = get_date_by_shift(from_date, -1, align="right")  # qlib: always the daily calendar
 
-    def prepare_data(self, unprepared_dataset: Any = None) -> Any:
-        """The dataset for ``[last_end + 1, to_date]``, loaded from ``last_end + 1 - hist_ref``."""
+    def _window(self, dataset: Any) -> tuple[pd.Timestamp, dict]:
+        """``(start_time_buffer, {"test": (last_end + 1, to_date)})`` for ``dataset``'s ``hist_ref``."""
         from qlib_prefect.data.dataset import TSDatasetH
 
-        if self.hist_ref is None:
-            dataset = self.record.load_object("dataset") if unprepared_dataset is None else unprepared_dataset
+        hist_ref = self.hist_ref
+        if hist_ref is None:
             hist_ref = dataset.step_len - 1 if isinstance(dataset, TSDatasetH) else 0
-            unprepared_dataset = dataset
-        else:
-            hist_ref = self.hist_ref
         start_time_buffer = get_date_by_shift(self.last_end, -hist_ref + 1, clip_shift=False, freq=self.freq)
         start_time = get_date_by_shift(self.last_end, 1, freq=self.freq)
-        seg = {"test": (start_time, self.to_date)}
-        return self.rmdl.get_dataset(start_time=start_time_buffer, end_time=self.to_date, segments=seg,
-                                     unprepared_dataset=unprepared_dataset)
+        return start_time_buffer, {"test": (start_time, self.to_date)}
 
-    def update(self, dataset: Any = None, write: bool = True, ret_new: bool = False) -> Any:
+    def prepare_data(self, unprepared_dataset: Any = None, memo: dict | None = None) -> Any:
+        """The dataset for ``[last_end + 1, to_date]``, loaded from ``last_end + 1 - hist_ref``.
+
+        ``memo`` (ours; qlib has none): a dict shared by the updaters of one update pass. Datasets that are equal
+        once re-pointed at the new dates (same handler config, same fitted processor state, same window: equal
+        pickles) are set up once and shared, so the online models of one template compute the new dates'
+        features once. The data must not change while a memo is in use."""
+        dataset = self.record.load_object("dataset") if unprepared_dataset is None else unprepared_dataset
+        start, seg = self._window(dataset)
+        if memo is None or not isinstance(self.rmdl, RMDLoader):
+            return self.rmdl.get_dataset(start_time=start, end_time=self.to_date, segments=seg,
+                                         unprepared_dataset=dataset)
+        dataset.config(handler_kwargs={"start_time": start, "end_time": self.to_date}, segments=seg)
+        key = hashlib.sha256(pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
+        if key not in memo:
+            dataset.setup_data(handler_kwargs={"init_type": "load_state"})
+            memo[key] = dataset
+        return memo[key]
+
+    def update(self, dataset: Any = None, write: bool = True, ret_new: bool = False, memo: dict | None = None) -> Any:
         """Recompute ``[last_end + 1, to_date]`` and (``write``) save the merged artifact; returns it when
-        ``ret_new``. Nothing happens (None) when ``last_end >= to_date``."""
+        ``ret_new``. Nothing happens (None) when ``last_end >= to_date``. ``memo``: see :meth:`prepare_data`."""
         if self.last_end >= self.to_date:
             logger.info("The data in %s are latest (%s). No need to update to %s.", self.record.info["id"],
                         self.last_end, self.to_date)
             return None
         if dataset is None:
-            dataset = self.prepare_data()
+            dataset = self.prepare_data(memo=memo)
         updated = self.get_update_data(dataset)
         if write:
             self.record.save_objects(**{self.fname: updated})

@@ -91,11 +91,12 @@ class OnlineToolR(OnlineTool):
 
         exp_name = self._get_exp_name(exp_name)
         online = self.online_models(exp_name=exp_name)
+        memo: dict = {}  # the new dates' features once for the models whose re-pointed datasets are equal
         for rec in online:
             try:
                 updater = PredUpdater(rec, to_date=to_date, from_date=from_date)
             except LoadObjectError as e:
                 logger.warning("An exception `%s` happened when loading `pred.pkl`, skip it.", e)
                 continue
-            updater.update()
+            updater.update(memo=memo)
         logger.info("Finished updating %d online model predictions of %s.", len(online), exp_name)

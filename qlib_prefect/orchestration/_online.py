@@ -3,13 +3,13 @@
 One routine day:
 
 1. **ingest** (task): the new CSV drops (a folder of ``*.csv`` / ``*.csv.gz`` files, one long CSV each, read in name
-   order; or one long CSV) are appended to the data directory with the incremental importer, on a staging copy.
-   The gate: a file that is not CSV, a missing column, a duplicated ``(symbol, date)`` row, a date already in the
-   calendar mixed with new ones, or a quality issue of the new dates (``nan``, ``non_positive``,
-   ``negative_volume``) fails the routine with an error naming the file and its row; the staging copy is dropped,
-   so the data directory, the models and the predictions are byte-identical to before. On success the staging copy
-   replaces the data directory. Drops whose dates are all already in the calendar are skipped (re-running a day
-   is harmless).
+   order; or one long CSV) are checked on their CSV frames, then appended in place with the incremental importer
+   (its journaled transaction: after a kill the directory reads exactly as before or as after the append). The
+   gate, before anything is written: a file that is not CSV, a missing column, a duplicated ``(symbol, date)`` row,
+   a date already in the calendar mixed with new ones, or a quality issue of the new rows (``nan``,
+   ``non_positive``, ``negative_volume``, computed as the data quality report does) fails the routine with an error
+   naming the file and its row; the data directory, the models and the predictions stay byte-identical. Drops
+   whose dates are all already in the calendar are skipped (re-running a day is harmless).
 2. **routine** (cached task): ``OnlineManager.routine`` for the day with a :class:`RollingStrategy` rebuilt from
    the config: new windows trained when the rolling step is crossed, online models switched, online predictions
    extended to the new dates (PredUpdater), signals prepared. The first routine of an experiment without online
@@ -37,12 +37,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -59,6 +58,7 @@ logger = logging.getLogger("qlib_prefect.orchestration")
 #: quality checks that stop a routine when the new dates have them
 GATE_CHECKS = ("nan", "non_positive", "negative_volume")
 _CSV = (".csv", ".csv.gz")
+_BASE = ("open", "high", "low", "close", "volume")  # as data.quality: a row with all of them NaN is a gap
 
 
 def _online_section(config: dict) -> dict:
@@ -122,52 +122,86 @@ def _check_drop(path: Path, frame: pd.DataFrame, symbol_col: str, date_col: str,
     return True
 
 
+def _field_columns(path: Path, frame: pd.DataFrame, fields: Any) -> dict[str, str]:
+    """``{qlib field: CSV column}`` the importer will read (``fields`` list / mapping, default OHLCV), matched
+    exactly then case-insensitively, as the importer does; a missing one raises DataError naming the file."""
+    from qlib_prefect.data.importer import DEFAULT_FIELDS
+
+    fmap = dict(fields) if isinstance(fields, dict) else {f: f for f in (fields or DEFAULT_FIELDS)}
+    cols = [str(c) for c in frame.columns]
+    low = {c.lower(): c for c in cols}
+    out = {}
+    for f, c in fmap.items():
+        col = c if c in cols else low.get(str(c).lower())
+        if col is None:
+            raise DataError(f"{path}: missing column {c!r} (columns: {cols})")
+        out[str(f).lower().lstrip("$")] = col
+    return out
+
+
+def _gate_quality(path: Path, frame: pd.DataFrame, fcols: dict[str, str], symbol_col: str,
+                  date_col: str) -> None:
+    """The gate's quality checks (:data:`GATE_CHECKS`) on the drop's rows, as the data quality report computes
+    them (float32, a row whose OHLCV are all NaN is a gap, not ``nan``), before anything is imported."""
+    vals = {}
+    for f, c in fcols.items():
+        v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(all="ignore"):
+            vals[f] = v.astype(np.float32)
+    base = [f for f in _BASE if f in vals]
+    has_row = ~np.logical_and.reduce([np.isnan(vals[f]) for f in base]) if base else np.ones(len(frame), bool)
+    found: list[tuple[str, str, np.ndarray]] = []
+    for f in sorted(vals, key=lambda x: (_BASE.index(x) if x in _BASE else len(_BASE), x)):
+        if f != "change":
+            found.append(("nan", f, has_row & np.isnan(vals[f])))
+    with np.errstate(invalid="ignore"):
+        found += [("non_positive", f, has_row & (vals[f] <= 0)) for f in _BASE[:4] if f in vals]
+        if "volume" in vals:
+            found.append(("negative_volume", "volume", has_row & (vals["volume"] < 0)))
+    n_issues = sum(int(m.sum()) for _, _, m in found)
+    for check, fld, mask in found:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            sym = str(frame[symbol_col].iloc[i]).strip().upper().replace(".", "_")
+            day = pd.Timestamp(frame[date_col].iloc[i])
+            raise DataError(f"{path}: row {i + 2}: data quality check {check!r} failed for {sym} on "
+                            f"{day:%Y-%m-%d} (field {fld!r}); {n_issues} issue(s) on the new dates, nothing "
+                            "imported")
+
+
 def ingest_drops(data_dir: str | Path, source: str | Path, *, symbol_col: str = "symbol",
                  date_col: str = "date", fields: list[str] | None = None) -> dict:
-    """Append the new drops of ``source`` to ``data_dir`` (see the module docstring); all or nothing."""
+    """Append the new drops of ``source`` to ``data_dir`` (see the module docstring); all or nothing.
+
+    Every drop is checked on its CSV frame first (columns, dates, duplicates, the gate's quality checks); only
+    then is anything written, in place, by the importer's journaled append (one transaction for all the drops)."""
     from qlib_prefect.data import storage as st
-    from qlib_prefect.data.importer import import_csv
+    from qlib_prefect.data.importer import import_csv, import_frame
 
     data_dir, source = Path(data_dir).expanduser(), Path(source).expanduser()
     cal_end = st.read_calendar(data_dir)[-1]
     todo = []
     for path in _drops(source):
         try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            frame = pd.read_csv(path, low_memory=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as e:
             raise DataError(f"{path}: cannot read CSV: {e}") from None
         if _check_drop(path, frame, symbol_col, date_col, cal_end):
+            fcols = _field_columns(path, frame, fields)
+            frame = frame.assign(**{date_col: pd.to_datetime(frame[date_col])})
+            _gate_quality(path, frame, fcols, symbol_col, date_col)
             todo.append((path, frame))
-            cal_end = pd.to_datetime(frame[date_col]).max()
+            cal_end = frame[date_col].max()
     if not todo:
         return {"files": [], "new_dates": []}
-    staging = data_dir.with_name(f".{data_dir.name}.staging-{uuid.uuid4().hex[:8]}")
-    shutil.copytree(data_dir, staging)
-    try:
-        new_dates: list[str] = []
-        for path, frame in todo:
-            res = import_csv(path, staging, symbol_col=symbol_col, date_col=date_col, fields=fields, append=True,
-                             quality=True)
-            dates = pd.to_datetime(frame[date_col])
-            issues = res.quality.issues if res.quality is not None else pd.DataFrame()
-            if len(issues):
-                issues = issues[issues["check"].isin(GATE_CHECKS) & issues["date"].isin(dates)]
-            if len(issues):
-                first = issues.iloc[0]
-                sym = frame[symbol_col].astype(str).str.upper().str.replace(".", "_")
-                row = ((sym == str(first["symbol"]).upper()) & (dates == first["date"])).to_numpy().nonzero()[0]
-                where = f"row {row[0] + 2}" if len(row) else f"symbol {first['symbol']}"
-                raise DataError(f"{path}: {where}: data quality check {first['check']!r} failed for "
-                                f"{first['symbol']} on {first['date']:%Y-%m-%d} (field {first['field']!r}); "
-                                f"{len(issues)} issue(s) on the new dates, nothing imported")
-            new_dates.extend(d.date().isoformat() for d in sorted(dates.unique()))
-        backup = data_dir.with_name(f".{data_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        data_dir.rename(backup)
-        staging.rename(data_dir)
-        shutil.rmtree(backup, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    if len(todo) == 1:  # the importer's own messages name the file and line
+        import_csv(todo[0][0], data_dir, symbol_col=symbol_col, date_col=date_col, fields=fields, append=True,
+                   quality=False)
+    else:  # one journaled transaction for every drop: all or nothing
+        import_frame(pd.concat([f for _, f in todo], ignore_index=True), data_dir, symbol_col=symbol_col,
+                     date_col=date_col, fields=fields, append=True, quality=False,
+                     source=", ".join(str(p) for p, _ in todo))
+    new_dates = [d.date().isoformat() for _, f in todo for d in sorted(f[date_col].unique())]
     return {"files": [str(p) for p, _ in todo], "new_dates": new_dates}
 
 

@@ -223,7 +223,7 @@ def test_train_matrix_goes_to_lightgbm_without_a_copy_and_layout_does_not_change
     seen: list[np.ndarray] = []
     real = lgb.Dataset.__init__
 
-    def spy(self, data, *a, **k):  # noqa: ANN001
+    def spy(self, data, *a, **k):
         seen.append(data)
         real(self, data, *a, **k)
 

@@ -107,3 +107,26 @@ def test_date_helpers(store: str) -> None:
     out = replace_range(old, new)
     assert list(out["score"]) == [0.0, 1.0, 10.0, 4.0, 5.0]  # the new date range replaces old rows of that range
     pd.testing.assert_frame_equal(replace_range(old, new.iloc[:0]), old)
+
+
+def test_online_models_of_one_template_share_the_new_features(store: str) -> None:
+    """Two windows of one template (different test segments and handler ends, same fit window) re-pointed at the
+    new dates are equal datasets: `update_online_pred` sets them up once; each model's update still equals its
+    full re-predict."""
+    first, second = copy.deepcopy(TASK), copy.deepcopy(TASK)
+    second["dataset"]["kwargs"]["handler"]["kwargs"]["end_time"] = "2020-07-15"
+    second["dataset"]["kwargs"]["segments"]["test"] = ("2020-07-01", "2020-07-15")
+    second["model"]["kwargs"]["seed"] = 5
+    recs = TrainerR(experiment_name=f"{EXP}_shared").train([first, second])
+    for r in recs:  # both predict up to 07-15: the same new window for both
+        PredUpdater(r, to_date="2020-07-15").update()
+    memo: dict = {}
+    datasets = [PredUpdater(r, to_date="2020-08-14").prepare_data(memo=memo) for r in recs]
+    assert len(memo) == 1 and datasets[0] is datasets[1]
+    tool = OnlineToolR(f"{EXP}_shared")
+    tool.reset_online_tag(recs)
+    tool.update_online_pred(to_date="2020-08-14")
+    for r in recs:
+        new = r.load_object("pred.pkl").loc["2020-07-16":]
+        full = r.load_object("params.pkl").predict(_full_dataset("2020-08-14")).to_frame("score")
+        pd.testing.assert_frame_equal(new, full.sort_index().loc["2020-07-16":], check_exact=False, rtol=1e-12)
