@@ -174,31 +174,8 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
         for j in range(df.shape[1]):
             f.write(np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=dtype)).data)
     values = np.load(path, mmap_mode="r")  # read-only view for the checksum
-    idx = df.index
-    if not isinstance(idx, pd.MultiIndex) or idx.nlevels != 2:
-        raise TypeError("index must have two levels")
-    lv0, lv1 = idx.levels
-    if not isinstance(lv0, pd.DatetimeIndex):
-        raise TypeError("first index level must be datetime")
-    c0 = np.asarray(idx.codes[0], dtype=np.int32)
-    c1 = np.asarray(idx.codes[1], dtype=np.int32)
-    np.save(folder / f"{name}.dates.npy", lv0.asi8)
-    np.save(folder / f"{name}.codes0.npy", c0)
-    np.save(folder / f"{name}.codes1.npy", c1)
-    cols = df.columns
-    return {
-        "shape": list(values.shape),
-        "dtype": str(dtype),
-        "crc": _crc(values),
-        "crc_codes": zlib.crc32(c1.tobytes(), zlib.crc32(c0.tobytes())),
-        "date_unit": lv0.unit,
-        "level1": [str(v) for v in lv1],
-        "level1_dtype": str(lv1.dtype),
-        "index_names": list(idx.names),
-        "columns": [list(map(str, c)) if isinstance(c, tuple) else str(c) for c in cols],
-        "column_names": list(cols.names),
-        "column_multi": isinstance(cols, pd.MultiIndex),
-    }
+    return {"shape": list(values.shape), "dtype": str(dtype), "crc": _crc(values),
+            **_index_meta(folder, name, df.index, df.columns)}
 
 
 def _index_meta(folder: Path, name: str, idx: pd.MultiIndex, cols: pd.Index) -> dict:
