@@ -41,7 +41,7 @@ def apply_env_defaults() -> None:
 
 
 #: the message of Prefect's ``SubprocessASGIServer`` when its temporary server does not answer in time
-_TIMEOUT_TEXT = "Timed out while attempting to connect to ephemeral Prefect API server"
+SERVER_TIMEOUT_TEXT = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 
 @contextlib.contextmanager
@@ -65,7 +65,7 @@ def lean_prefect_settings() -> Iterator[None]:
         with temporary_settings(updates=updates):
             yield
     except RuntimeError as e:
-        if _TIMEOUT_TEXT not in str(e):
+        if SERVER_TIMEOUT_TEXT not in str(e):
             raise
         raise ConfigError(
             f"Prefect's temporary API server did not start within {timeout:.0f} s (machine busy?): raise "

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qlib_prefect.orchestration._settings import SERVER_TIMEOUT_TEXT
 from qlib_prefect.utils.owner import is_alive, stale_children, token
 
 __all__ = ["OWN_FLOW_RUN_TAG", "CacheEntry", "cache_entries", "crash_dangling_flow_runs", "flow_run_owner_tags",
@@ -178,6 +179,10 @@ def crash_dangling_flow_runs(limit: int = 200) -> list[str]:
                     force=True,
                 )
                 done.append(str(fr.id))
-    except Exception as e:  # pragma: no cover - an API refusing the query: the next run retries
+    except Exception as e:  # an API refusing the query: the next run retries
+        if isinstance(e, RuntimeError) and SERVER_TIMEOUT_TEXT in str(e):
+            # Prefect's temporary server did not start: starting it again for the flow would orphan the first
+            # server process (SubprocessASGIServer.start keeps no handle on it); the caller reports the timeout
+            raise
         logger.debug("flow-run housekeeping skipped: %s", e)
     return done

@@ -50,7 +50,9 @@ def test_python_api_startup_timeout_error_says_what_to_do(small_data: Path, tmp_
         except ConfigError as e:
             print("ConfigError:", e)
     """
-    # a deliberately impossible 1 s budget: no server boots that fast here
+    # a deliberately impossible 1 s budget: no server boots that fast here. The output pipes close only once every
+    # process the child started is gone, so a temporary server left orphaned (a second start after the first
+    # failed one) makes this run into its time-out
     env = _env(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
                          timeout=300)
