@@ -323,9 +323,17 @@ def store_handler_async(key: str, handler: Any) -> None:
         store_handler(key, handler)
         return
     t = threading.Thread(target=store_handler, args=(key, handler), kwargs={"adopt": True},
-                         name=f"handler-cache-{key[:8]}", daemon=False)
+                         name=f"handler-cache-{key}", daemon=False)
     t.start()
     _pending.append(t)
+
+
+def _wait_for_pending_write(key: str) -> None:
+    """Wait for this process' background write of ``key``, if one runs: an entry being written is about to be a
+    hit, and building the same frames again meanwhile would only cost time and memory."""
+    for t in list(_pending):
+        if t.name == f"handler-cache-{key}":
+            t.join()
 
 
 def store_handler(key: str, handler: Any, *, adopt: bool = False) -> bool:
@@ -399,6 +407,8 @@ def load_handler(key: str, handler: Any, *, verify: bool = True) -> bool:
     ``verify=False`` skips the value checksums (for an entry this process has just written)."""
     folder = handler_cache_dir() / key
     meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        _wait_for_pending_write(key)
     if not meta_path.exists():
         return False
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,23 @@ def test_large_entries_are_written_in_background(home, monkeypatch) -> None:
     second = build()
     assert second.cache_hit
     assert_same(first, second)
+
+
+def test_a_build_waits_for_the_same_entry_being_written(home, monkeypatch) -> None:
+    """The same build again while this process still writes its entry is a hit, not a second build."""
+    monkeypatch.setattr(hcache, "ASYNC_WRITE_BYTES", 0)
+    save = hcache._save_frame
+
+    def slow_save(*a, **k):
+        time.sleep(0.5)  # a slow disk: the writer is still busy when the second build looks for the entry
+        return save(*a, **k)
+
+    monkeypatch.setattr(hcache, "_save_frame", slow_save)
+    first = build()
+    second = build()
+    assert second.cache_hit
+    assert_same(first, second)
+    assert len(entries(home)) == 1
 
 
 def _mapped(df: pd.DataFrame) -> bool:
