@@ -26,7 +26,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -219,6 +219,11 @@ class DataHandlerLP(DataHandler):
     """
 
     ATTR_MAP = {DataHandler.DK_R: "_data", DataHandler.DK_I: "_infer", DataHandler.DK_L: "_learn"}
+    #: how this process got its frames (from the handler cache / built out of core): not part of a stored handler,
+    #: so two handlers of one config pickle alike however each was built (ours; qlib has neither flag)
+    exclude_attr: ClassVar[list[str]] = ["cache_hit", "chunked_build"]
+    cache_hit: bool = False
+    chunked_build: bool = False
     PTYPE_I = "independent"
     PTYPE_A = "append"
     IT_FIT_SEQ = "fit_seq"

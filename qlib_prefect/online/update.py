@@ -10,15 +10,14 @@ calendar date.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import pickle
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from qlib_prefect.errors import ConfigError
+from qlib_prefect.utils.serial import state_digest
 
 __all__ = [
     "DSBasedUpdater",
@@ -169,15 +168,16 @@ class DSBasedUpdater(RecordUpdater):
 
         ``memo`` (ours; qlib has none): a dict shared by the updaters of one update pass. Datasets that are equal
         once re-pointed at the new dates (same handler config, same fitted processor state, same window: equal
-        pickles) are set up once and shared, so the online models of one template compute the new dates'
-        features once. The data must not change while a memo is in use."""
+        pickled states, see :func:`~qlib_prefect.utils.serial.state_digest`) are set up once and shared, so the
+        online models of one template compute the new dates' features once. The data must not change while a memo
+        is in use."""
         dataset = self.record.load_object("dataset") if unprepared_dataset is None else unprepared_dataset
         start, seg = self._window(dataset)
         if memo is None or not isinstance(self.rmdl, RMDLoader):
             return self.rmdl.get_dataset(start_time=start, end_time=self.to_date, segments=seg,
                                          unprepared_dataset=dataset)
         dataset.config(handler_kwargs={"start_time": start, "end_time": self.to_date}, segments=seg)
-        key = hashlib.sha256(pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
+        key = state_digest(dataset)
         if key not in memo:
             dataset.setup_data(handler_kwargs={"init_type": "load_state"})
             memo[key] = dataset

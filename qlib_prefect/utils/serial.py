@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from qlib_prefect.errors import ConfigError
 
-__all__ = ["Serializable", "general_dump"]
+__all__ = ["Serializable", "general_dump", "state_digest"]
 
 
 class Serializable:
@@ -110,3 +110,37 @@ def general_dump(obj: Any, path: str | Path) -> None:
         return
     with path.open("wb") as f:
         pickle.dump(obj, f, protocol=C.get("dump_protocol_version", 4))
+
+
+def state_digest(obj: Any) -> str:
+    """SHA-256 of what ``obj`` pickles to, taken structurally: two objects whose pickled states are equal value by
+    value digest alike even when one shares a sub-object between two attributes and the other holds two equal
+    copies (plain ``pickle.dumps`` bytes differ then: the pickle memo writes a back-reference). Leaves (arrays,
+    frames, dates, foreign objects) are digested by their own pickle."""
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            h.update(b"{%d" % len(x))
+            for k in sorted(x, key=repr):
+                h.update(repr(k).encode() + b":")
+                walk(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[%d%s" % (len(x), type(x).__name__.encode()))
+            for v in x:
+                walk(v)
+            h.update(b"]")
+        elif isinstance(x, Serializable) or (hasattr(x, "__dict__") and type(x).__module__.startswith("qlib_prefect")
+                                              and not isinstance(x, type)):
+            h.update(f"<{type(x).__module__}.{type(x).__qualname__}".encode())
+            state = x.__getstate__()
+            walk(state if isinstance(state, dict) else {"__state__": state})
+            h.update(b">")
+        else:
+            h.update(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL))
+
+    walk(obj)
+    return h.hexdigest()

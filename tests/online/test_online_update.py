@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qlib_prefect.data.cache import wait_for_pending_writes
 from qlib_prefect.errors import LoadObjectError
 from qlib_prefect.online.update import LabelUpdater, PredUpdater, get_date_by_shift, replace_range
 from qlib_prefect.online.utils import OnlineToolR
@@ -117,6 +118,8 @@ def test_online_models_of_one_template_share_the_new_features(store: str) -> Non
     second["dataset"]["kwargs"]["handler"]["kwargs"]["end_time"] = "2020-07-15"
     second["dataset"]["kwargs"]["segments"]["test"] = ("2020-07-01", "2020-07-15")
     second["model"]["kwargs"]["seed"] = 5
+    _full_dataset("2020-06-30")  # the first window's handler, built once before: its training is a cache hit
+    wait_for_pending_writes()
     recs = TrainerR(experiment_name=f"{EXP}_shared").train([first, second])
     for r in recs:  # both predict up to 07-15: the same new window for both
         PredUpdater(r, to_date="2020-07-15").update()
