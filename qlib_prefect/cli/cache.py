@@ -3,7 +3,8 @@
 Usage::
 
     qlib-prefect doctor                       # report runs left RUNNING by killed processes, stale temp folders
-    qlib-prefect gc --uri sqlite:///mlruns/mlflow.db   # mark those runs KILLED, remove those folders
+    qlib-prefect gc --uri sqlite:///mlruns/mlflow.db   # mark those MLflow runs KILLED and flow runs Crashed,
+                                                       # remove those folders
     qlib-prefect cache ls
     qlib-prefect cache prune --older-than 14d --max-size 20G [--dry-run]
 """
@@ -47,8 +48,10 @@ def register(subparsers: Any) -> None:
     for name, fix in (("gc", True), ("doctor", False)):
         p = subparsers.add_parser(
             name,
-            help=("mark MLflow runs of killed processes KILLED and remove their temp folders" if fix
-                  else "report MLflow runs of killed processes and stale temp folders (changes nothing)"),
+            help=("mark MLflow runs of killed processes KILLED, their Prefect flow runs Crashed, and remove their "
+                  "temp folders" if fix
+                  else "report MLflow runs and Prefect flow runs of killed processes and stale temp folders "
+                  "(changes nothing)"),
         )
         p.add_argument("--uri", default=None, help="MLflow tracking URI (default: $QLIB_PREFECT_MLFLOW_URI or "
                                                    "./mlruns/mlflow.db)")
@@ -71,11 +74,12 @@ def _home() -> Any:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    from qlib_prefect.orchestration.housekeeping import stale_temp_dirs, sweep_temp_dirs
+    from qlib_prefect.orchestration.housekeeping import stale_temp_dirs, sweep_flow_runs, sweep_temp_dirs
     from qlib_prefect.workflow.sweeper import sweep_store
 
     home = _home()
     runs = sweep_store(args.uri, fix=args.fix)
+    flow_runs = sweep_flow_runs(fix=args.fix)
     if args.fix:
         temps, freed = sweep_temp_dirs(home)
     else:
@@ -84,12 +88,17 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     verb = "marked KILLED" if args.fix else "left RUNNING by a killed process"
     for rid in runs:
         print(f"MLflow run {rid}: {verb}")
+    flow_verb = "marked Crashed" if args.fix else "left Running by a killed process"
+    for fid in flow_runs:
+        print(f"Prefect flow run {fid}: {flow_verb}")
     for t in temps:
         print(f"temp folder {t}: {'removed' if args.fix else 'stale'}")
-    print(f"{len(runs)} run(s) {verb}; {len(temps)} stale temp folder(s)"
+    found = runs or flow_runs or temps
+    print(f"{len(runs)} MLflow run(s) {verb}; {len(flow_runs)} Prefect flow run(s) {flow_verb}; "
+          f"{len(temps)} stale temp folder(s)"
           + (f" removed ({_human(freed)})" if args.fix else "")
-          + ("" if args.fix or not (runs or temps) else "; run `qlib-prefect gc` to fix"))
-    return 1 if (not args.fix and (runs or temps)) else 0
+          + ("" if args.fix or not found else "; run `qlib-prefect gc` to fix"))
+    return 1 if (not args.fix and found) else 0
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:

@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qlib_prefect.orchestration._settings import SERVER_TIMEOUT_TEXT
+from qlib_prefect.orchestration._settings import SERVER_TIMEOUT_TEXT, apply_env_defaults, lean_prefect_settings
 from qlib_prefect.utils.owner import is_alive, stale_children, token
 
 __all__ = ["OWN_FLOW_RUN_TAG", "CacheEntry", "cache_entries", "crash_dangling_flow_runs", "flow_run_owner_tags",
-           "prune", "stale_temp_dirs", "sweep_temp_dirs"]
+           "prune", "stale_temp_dirs", "sweep_flow_runs", "sweep_temp_dirs"]
 
 logger = logging.getLogger("qlib_prefect.orchestration")
 
@@ -142,11 +142,12 @@ def _tag_value(tags: list[str], prefix: str) -> str | None:
     return next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
 
 
-def crash_dangling_flow_runs(limit: int = 200) -> list[str]:
+def crash_dangling_flow_runs(limit: int = 200, *, fix: bool = True) -> list[str]:
     """Set Crashed every Running/Pending flow run of ours on this host whose owner process is gone; their ids.
 
-    Flow runs of other hosts, of live processes and without our tags are left alone. Errors (an API that refuses
-    the query) are logged at debug level and left to the next call: housekeeping never stops a run from starting.
+    Flow runs of other hosts, of live processes and without our tags are left alone. ``fix=False`` only lists
+    them (``qlib-prefect doctor``). Errors (an API that refuses the query) are logged at debug level and left to the
+    next call: housekeeping never stops a run from starting.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -174,6 +175,9 @@ def crash_dangling_flow_runs(limit: int = 200) -> list[str]:
                 owner = _tag_value(list(fr.tags), _OWNER_PREFIX)
                 if not owner or _tag_value(list(fr.tags), _HOST_PREFIX) != host or is_alive(owner):
                     continue
+                if not fix:
+                    done.append(str(fr.id))
+                    continue
                 client.set_flow_run_state(
                     fr.id, Crashed(message=f"owner process {owner} is gone (killed); marked by the next run"),
                     force=True,
@@ -186,3 +190,11 @@ def crash_dangling_flow_runs(limit: int = 200) -> list[str]:
             raise
         logger.debug("flow-run housekeeping skipped: %s", e)
     return done
+
+
+def sweep_flow_runs(*, fix: bool) -> list[str]:
+    """:func:`crash_dangling_flow_runs` outside a flow (``qlib-prefect gc``/``doctor``): with the package's Prefect
+    settings (a temporary API server on ``PREFECT_HOME``'s database unless ``PREFECT_API_URL`` is set)."""
+    apply_env_defaults()
+    with lean_prefect_settings():
+        return crash_dangling_flow_runs(fix=fix)

@@ -136,3 +136,44 @@ def test_cache_ls_and_prune(tmp_path, capsys, monkeypatch):
     assert main(["cache", "prune"]) == 2  # neither option: a clear error
     assert "--older-than" in capsys.readouterr().err
     shutil.rmtree(home)
+
+
+def test_doctor_and_gc_crash_the_flow_runs_of_killed_processes(tmp_path, capsys, monkeypatch):
+    """A Prefect flow run left Running by a process that is gone (owner tags naming a dead process on this host):
+    `doctor` lists it and changes nothing, `gc` sets it Crashed; runs of live owners and other hosts are kept."""
+    import socket
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from qlib_prefect.orchestration.housekeeping import OWN_FLOW_RUN_TAG, flow_run_owner_tags
+
+    monkeypatch.setenv("QLIB_PREFECT_HOME", str(tmp_path / "home"))
+    gone = subprocess.run([sys.executable, "-c", "from qlib_prefect.utils.owner import token; print(token())"],
+                          env=_env(tmp_path / "home"), capture_output=True, text=True, check=True).stdout.strip()
+    host = socket.gethostname()
+
+    @flow(name="gc-victim")
+    def victim() -> None: ...
+
+    tag_sets = {"dead": [OWN_FLOW_RUN_TAG, f"qlib-prefect-owner:{gone}", f"qlib-prefect-host:{host}"],
+                "live": flow_run_owner_tags(),
+                "other host": [OWN_FLOW_RUN_TAG, f"qlib-prefect-owner:{gone}", "qlib-prefect-host:elsewhere"]}
+    with get_client(sync_client=True) as client:
+        ids = {k: str(client.create_flow_run(victim, tags=t, state=Running()).id) for k, t in tag_sets.items()}
+
+    def states() -> dict[str, str]:
+        with get_client(sync_client=True) as client:
+            return {k: client.read_flow_run(i).state.type.value for k, i in ids.items()}
+
+    uri = f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"
+    assert main(["doctor", "--uri", uri]) == 1
+    out = capsys.readouterr().out
+    assert f"Prefect flow run {ids['dead']}: left Running by a killed process" in out
+    assert ids["live"] not in out and ids["other host"] not in out
+    assert set(states().values()) == {"RUNNING"}  # doctor changes nothing
+    assert main(["gc", "--uri", uri]) == 0
+    assert f"Prefect flow run {ids['dead']}: marked Crashed" in capsys.readouterr().out
+    assert states() == {"dead": "CRASHED", "live": "RUNNING", "other host": "RUNNING"}
+    assert ids["dead"] not in (main(["doctor", "--uri", uri]), capsys.readouterr().out)[1]
