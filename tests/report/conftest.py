@@ -19,8 +19,8 @@ def report_data(session_tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_run(report_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``{"recorder", "uri", "config", "data"}`` of a finished LightGBM/Alpha158 run made by ``task_train``."""
+def _session_run(report_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The run behind :func:`real_run`, trained once per session."""
     import qlib_prefect
     from qlib_prefect.config.runtime import C
     from qlib_prefect.task.trainer import task_train
@@ -34,3 +34,14 @@ def real_run(report_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
            "data": report_data}
     R.reset()
     C.reset()
+
+
+@pytest.fixture
+def real_run(_session_run: dict[str, Any]) -> dict[str, Any]:
+    """``{"recorder", "uri", "config", "data"}`` of a finished LightGBM/Alpha158 run made by ``task_train``, with
+    its data provider initialised again (tests of other modules in the same worker initialise their own data
+    between two uses; the report's IC decay reads labels from the provider)."""
+    import qlib_prefect
+
+    qlib_prefect.init(**_session_run["config"]["qlib_init"])
+    return _session_run

@@ -23,10 +23,10 @@ OLD_ARTIFACTS = ["pred.pkl", "label.pkl", "portfolio_analysis"]
 
 
 @pytest.fixture(scope="module")
-def old_run(real_run, tmp_path_factory) -> MLflowRecorder:
+def old_run(_session_run, tmp_path_factory) -> MLflowRecorder:
     """A run as made before the report existed: qlib's artifacts only, no sig_analysis, no report."""
-    src: MLflowRecorder = real_run["recorder"]
-    client = MlflowClient(real_run["uri"])
+    src: MLflowRecorder = _session_run["recorder"]
+    client = MlflowClient(_session_run["uri"])
     tmp = tmp_path_factory.mktemp("old_run")
     run = client.create_run(src.experiment_id, run_name="mlflow_recorder", tags={"kind": "old"})
     for name in OLD_ARTIFACTS:
@@ -36,7 +36,7 @@ def old_run(real_run, tmp_path_factory) -> MLflowRecorder:
         else:
             client.log_artifact(run.info.run_id, str(local))
     client.set_terminated(run.info.run_id)
-    return MLflowRecorder.from_run_id(run.info.run_id, real_run["uri"], async_logging=False)
+    return MLflowRecorder.from_run_id(run.info.run_id, _session_run["uri"], async_logging=False)
 
 
 def test_report_run_id_regenerates_an_old_run(real_run, old_run, tmp_path, capsys) -> None:

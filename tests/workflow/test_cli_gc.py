@@ -36,6 +36,16 @@ with R.start(experiment_name="victim"):
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def prefect_api():
+    """gc and doctor also look for Prefect flow runs: a server of this module's own, stopped when it ends (else
+    Prefect's temporary server would start in the test process and outlive the tests)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "QLIB_PREFECT_HOME": str(home)}
 
