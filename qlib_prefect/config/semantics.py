@@ -157,7 +157,10 @@ def check_semantics(raw: Mapping[str, Any], error: Report) -> None:
             elif name in ("SigAnaRecord", "PortAnaRecord") and not seen_signal:
                 error((*parts, "class"), f"{name} needs a SignalRecord before it (it reads SignalRecord's pred.pkl)")
             if name == "PortAnaRecord" and isinstance(r, Mapping):
-                _check_port((r.get("kwargs") or {}).get("config"), (*parts, "kwargs", "config"), segments, error)
+                # an online config's task is the template of its first window: `online simulate` backtests the
+                # signals of the whole simulated span (it sets the backtest dates), not the template's test segment
+                span = {} if isinstance(raw.get("online"), Mapping) else segments
+                _check_port((r.get("kwargs") or {}).get("config"), (*parts, "kwargs", "config"), span, error)
     qi = raw.get("qlib_init")
     em = qi.get("exp_manager") if isinstance(qi, Mapping) else None
     uri = (em.get("kwargs") or {}).get("uri") if isinstance(em, Mapping) else None

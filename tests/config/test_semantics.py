@@ -107,3 +107,15 @@ def test_yaml_alias_bomb_is_refused_quickly():
     with pytest.raises(ConfigError, match=r"bomb\.yaml: invalid YAML.*aliases expand the document"):
         parse_yaml(text, source="bomb.yaml")
     assert time.monotonic() - t < 3
+
+
+def test_online_template_backtest_may_span_past_its_test_segment():
+    """An online config's task is the first window's template: `online simulate` sets the backtest to the simulated
+    span, so dates past the template's test segment are no error there; the other checks still apply."""
+    raw = copy.deepcopy(BASE)
+    raw["online"] = {"name": "daily", "step": 20}
+    _set(raw, (*PORT, "backtest", "end_time"), "2022-01-01")
+    load_config(raw)
+    _set(raw, (*PORT, "strategy", "kwargs", "n_drop"), 60)
+    with pytest.raises(ConfigError, match="n_drop=60 is larger than topk=50"):
+        load_config(raw)
