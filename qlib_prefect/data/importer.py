@@ -31,9 +31,19 @@ first new day uses its last stored close; new symbols get new files; the last sp
 market file is extended when it reached the instrument's old last date; requested ``markets`` add new members.
 
 Failure safety: all input is parsed and validated before anything is written; a fresh import is built in a
-temporary sibling directory and swapped in; an append is a :class:`~qlib_prefect.data.storage.Transaction`
-(all new files staged, then published through a journal), so after a kill at any point the directory reads
-exactly as before or exactly as after the append.
+temporary sibling directory and swapped in; an append is one :class:`~qlib_prefect.data.storage.Transaction`
+from its first read to its commit (concurrent appends wait for each other): continuing bins get only their new
+float32 tail, appended in place after a journal of their old lengths, while new bins, the instrument files and
+the calendar are staged whole and renamed in after the commit point. After a kill at any point the directory
+reads byte-identically as before (tails truncated away) or as after the append. On the S&P 500 sample
+(3 514 bins) one day's append takes ~0.4 s, against 8-13 s when every bin was rewritten and renamed (see
+BENCHMARKS.md, "Online routine day").
+
+The quality report of an append (``quality=True``, what ``qlib-prefect data import --append`` prints and saves
+under ``<dest>/quality/``) covers the whole directory, as ``qlib-prefect data check`` does: its jump and spike
+checks need each instrument's previous valid close, however far back, and its shares are over all stored rows.
+It reads every bin once (~0.2 s on the sample). The online routine passes ``quality=False``: its gate checks the
+drop's rows before importing them.
 
 Example:
     >>> res = import_csv("prices.csv.gz", "~/qlib_data/us", symbol_col="Name",

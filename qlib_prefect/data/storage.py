@@ -11,11 +11,26 @@ LPT0-9) get the prefix ``_qlib_`` (qlib's ``code_to_fname``). Every writer here 
 the same folder, then ``os.replace``); every reader raises :class:`~qlib_prefect.errors.DataFormatError`
 naming the file and line at fault.
 
-Multi-file changes (``data import --append``) go through a :class:`Transaction`: new versions of every changed
-file are written into ``<root>/.txn-<owner>/``, a journal ``<root>/.txn-journal`` listing them is renamed into
-place (the commit point), then each file is renamed over its original and the journal removed. Readers call
-:func:`recover` (done by :func:`read_calendar`): a journal left by a killed writer is rolled forward, a staging
-folder without a journal whose owner is gone is deleted, so the directory reads exactly as before or after.
+Multi-file changes (``data import --append``) go through a :class:`Transaction`, holding an exclusive ``flock``
+of the directory (appends are serialised). Whole new files (new instruments' bins, instrument files, the
+calendar) are written into ``<root>/.txn-<owner>/``; an existing feature file only gets its float32 tail, in place:
+
+1. the journal ``<root>/.txn-journal`` (``state: prepared``) lists the staged files and, for every file to be
+   extended, its current byte length; it is written atomically and fsync-ed before any tail;
+2. each tail (NaN pad + new values) is appended with one ``write`` (``O_APPEND``, the length checked first);
+3. one durability barrier (``syncfs`` of the data directory's filesystem on Linux, else an ``fsync`` per file);
+4. the journal is rewritten ``state: committed`` (atomically, fsync-ed): the commit point;
+5. the staged files are renamed over their originals, a barrier, the journal and the staging folder removed.
+
+:func:`recover` (done by :func:`read_calendar`, so by every reader and by the next transaction) finishes what a
+killed writer left: a committed journal is rolled forward (step 5, idempotent; a journal of the first format,
+every changed file staged whole and no ``state``, likewise); a prepared one whose owner is gone is rolled back
+(every listed file truncated to its recorded length, the staging folder deleted); a prepared one of a live writer
+is left to it. So after a kill at any point the directory reads byte-identically as before or after. Until the
+commit point the extended files hold values past the calendar: :func:`append_pending` tells readers, which ignore
+them (:class:`~qlib_prefect.data.provider.LocalProvider`). qlib's ``scripts/dump_bin.py`` update mode also appends
+in place (``open("ab")``), with no journal: a kill leaves it half done. Being extended in place, feature files
+are shared with a hard-linked copy of the directory (``cp -al``), which sees the appends too.
 
 Example:
     >>> import tempfile, pandas as pd, numpy as np
@@ -656,9 +671,8 @@ def recover(root: str | Path) -> None:
     root = Path(root)
     journal = _read_journal(root)
     if journal is not None:
-        owner = _journal_owner(journal)
-        if owner != token() and (journal.get("state", "committed") == "committed" or not is_alive(owner)):
-            fd = _lock(root)
+        if journal.get("state", "committed") == "committed" or not is_alive(_journal_owner(journal)):
+            fd = _lock(root)  # a committed journal's live writer holds the lock until it has rolled forward
             try:
                 _recover_locked(root)
             finally:

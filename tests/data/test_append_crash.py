@@ -339,3 +339,25 @@ def test_concurrent_appends_are_serialised(states, tmp_path):
     assert first.returncode == 0 and out.split() == ["10"]
     assert second.returncode == 0 and second.stdout.split() == ["0"], second.stderr[-2000:]
     assert _snapshot(dest) == after
+
+
+def test_append_failing_after_its_commit_point_is_finished_by_the_next_reader(states, tmp_path, monkeypatch):
+    """An error while the staged files are renamed in (after the commit point) keeps the staging and the committed
+    journal; the next reader, in the same process, rolls it forward."""
+    base, _, after = states
+    dest = tmp_path / "d"
+    shutil.copytree(base / "before", dest)
+    real, failed = os.replace, []
+
+    def replace(src, dst, *a, **k):
+        if Path(dst) == dest / "calendars/day.txt" and not failed:  # the calendar's publish fails, once
+            failed.append(src)
+            raise OSError(5, "Input/output error")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="Input/output error"):
+        import_frame(pd.read_pickle(base / "new.pkl"), dest, append=True, markets={"two": "AAA,DDD"})
+    assert json.loads((dest / ".txn-journal").read_text())["state"] == "committed"
+    assert _snapshot(dest) == {k: v for k, v in after.items() if not k.startswith("quality")}
+    assert not [p.name for p in dest.iterdir() if p.name.startswith(".txn")]
