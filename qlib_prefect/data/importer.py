@@ -36,8 +36,8 @@ from its first read to its commit (concurrent appends wait for each other): cont
 float32 tail, appended in place after a journal of their old lengths, while new bins, the instrument files and
 the calendar are staged whole and renamed in after the commit point. After a kill at any point the directory
 reads byte-identically as before (tails truncated away) or as after the append. On the S&P 500 sample
-(3 514 bins) one day's append takes ~0.4 s, against 8-13 s when every bin was rewritten and renamed (see
-BENCHMARKS.md, "Online routine day").
+(3 514 bins) one day's append takes ~0.3 s, against 3.7-13 s (with the machine's load) when every bin was
+rewritten and renamed (BENCHMARKS.md, "Online routine day").
 
 The quality report of an append (``quality=True``, what ``qlib-prefect data import --append`` prints and saves
 under ``<dest>/quality/``) covers the whole directory, as ``qlib-prefect data check`` does: its jump and spike
