@@ -3,8 +3,9 @@
 Used by ``qlib-prefect data check`` (non-zero exit when any is found) before the quality report. Looks at:
 the calendar (parseable, ascending); every ``instruments/<market>.txt`` line (three tab-separated fields, ISO
 dates, start <= end, inside the calendar, a feature folder for the symbol); every ``features/*/*.day.bin``
-(size a multiple of 4, a valid start index, not running past the calendar end); and, when given, the
-benchmark (listed in ``all.txt`` with a ``close`` file). qlib checks none of this and fails later, or not at all.
+(size a multiple of 4, a valid start index, not running past the calendar end, unless an append is under way);
+and, when given, the benchmark (listed in ``all.txt`` with a ``close`` file). qlib checks none of this and fails
+later, or not at all.
 
 Example:
     >>> problems("~/qlib_data/us", benchmark="^GSPC")  # doctest: +SKIP
@@ -39,6 +40,7 @@ def problems(root: str | Path, *, benchmark: str | None = None, freq: str = "day
     for market in st.list_markets(root):
         out.extend(_instrument_problems(st.instruments_path(root, market), cal, codes_on_disk, listed, market))
     suffix = f".{freq}.bin"
+    cal_len = None if st.append_pending(root) else len(cal)  # an append under way: tails precede its calendar
     if features.is_dir():
         for d in sorted(os.scandir(features), key=lambda e: e.name):
             if not d.is_dir():
@@ -47,7 +49,7 @@ def problems(root: str | Path, *, benchmark: str | None = None, freq: str = "day
                 if f.name.endswith(suffix):
                     try:
                         with open(f.path, "rb") as fh:
-                            st.decode_bin(f.path, fh.read(), len(cal))
+                            st.decode_bin(f.path, fh.read(), cal_len)
                     except DataFormatError as e:
                         out.append(str(e))
     if benchmark is not None:

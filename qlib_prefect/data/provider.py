@@ -3,7 +3,10 @@
 Fields are read with one ``read`` per (instrument, field) file straight into a preallocated
 (dates x instruments) float32 panel; loaded panels are kept in a small in-memory LRU keyed by
 ``(field, codes)``. The LRU and the calendar/instrument caches are dropped automatically when the
-calendar file changes (an append), or explicitly with :meth:`LocalProvider.refresh`.
+calendar file changes (an append), or explicitly with :meth:`LocalProvider.refresh`. A feature file holding values
+past the calendar is damage (:class:`~qlib_prefect.errors.DataFormatError`), except while an append is under way
+or after the calendar this provider read (an append's tail, written before its calendar): those values are not
+read, so a reader sees the directory as before the append.
 
 :func:`fingerprint_dir` hashes every calendar, instrument and feature file; per-file hashes are cached
 in a manifest keyed by ``(path, size, mtime_ns, ctime_ns, inode)`` (in memory and under
@@ -33,6 +36,7 @@ import pandas as pd
 
 from qlib_prefect.data.base import FieldData, Spans
 from qlib_prefect.data.storage import (
+    append_pending,
     atomic_write_text,
     calendar_path,
     code_to_fname,
@@ -85,13 +89,15 @@ class LocalProvider:
             self._lru.clear()
             self._stamp = None
 
-    def _check_stamp(self) -> None:
-        p = calendar_path(self.path, self.freq)
+    def _calendar_stamp(self) -> tuple | None:
         try:
-            st = p.stat()
-            stamp: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            st = calendar_path(self.path, self.freq).stat()
         except OSError:
-            stamp = None
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def _check_stamp(self) -> None:
+        stamp = self._calendar_stamp()
         if stamp != self._stamp:
             self.refresh()
             self._stamp = stamp
@@ -161,6 +167,7 @@ class LocalProvider:
         end = np.full(k, -1, dtype=np.int64)
         base = os.path.join(str(self.path), "features")
         fname = f"{name}.{self.freq}.bin"
+        clip: bool | None = None
         for j, code in enumerate(codes):
             path = os.path.join(base, code_to_fname(code), fname)
             try:
@@ -168,7 +175,13 @@ class LocalProvider:
                     raw = fp.read()
             except FileNotFoundError:
                 continue
-            s, arr = decode_bin(path, raw, n)
+            s, arr = decode_bin(path, raw, None)
+            if s + len(arr) > n:  # past the calendar: an append's tail (under way, or after our calendar) or damage
+                if clip is None:
+                    clip = append_pending(self.path) or self._calendar_stamp() != self._stamp
+                if not clip:
+                    decode_bin(path, raw, n)  # raises, naming the file
+                arr = arr[: max(n - s, 0)]
             m = len(arr)
             if m == 0:
                 continue
