@@ -115,8 +115,11 @@ def _stage_fn(ctx: RunContext, spec: StageSpec, stage_key: str) -> dict[str, Any
     from prefect import get_run_logger
 
     get_run_logger().info("computing %s (key %s)", spec.name, stage_key[:16])
+    t0 = time.perf_counter()
     try:
-        return run_stage(ctx, spec)
+        ref = run_stage(ctx, spec)
+        ref["seconds"] = round(time.perf_counter() - t0, 3)  # what computing it took (a cached result keeps it)
+        return ref
     except QlibPrefectError:
         raise
     except Exception as e:  # a library's error: say which stage and config (the original stays the cause)
@@ -166,6 +169,7 @@ def _workflow(
     recorder = exp.active_recorder
     token = _CURRENT.set(recorder)
     states: dict[str, str] = {}
+    seconds: dict[str, float | None] = {}  # computed stages only: a cached stage took no time in this run
     fr_id = flow_run_id()
     try:
         task_cfg = cfg.task
@@ -195,6 +199,8 @@ def _workflow(
             states[spec.name] = state_name(state)
             if state.is_completed():
                 refs.append(fut.result())
+                if states[spec.name] == "Completed":
+                    seconds[spec.name] = refs[-1].get("seconds")
             else:
                 failed.append(spec.name)
         if failed:
@@ -206,7 +212,7 @@ def _workflow(
         report = build_run_report(recorder, config=cfg.raw, strict=False, cache_key=_signal_key(plan))
         expect_task_runs(fr_id, len(plan) + 1)  # the stages and publish: recorded before the server stops
         metrics = {**recorder.list_metrics(), **latest}
-        summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0)
+        summary = _summary(cfg, recorder, exp_name, plan, states, metrics, t0, seconds)
         summary["report_url"] = report_link(recorder) if report is not None else None
         recorder.save_objects(config=redact(cfg.raw))  # no credentials in artifacts
         prefect_artifact(summary, key="qlib-workflow-results", title="qlib workflow results")
@@ -240,7 +246,7 @@ def _hostname() -> str:
 
 
 def _summary(cfg: Any, recorder: Any, exp_name: str, plan: list[StageSpec], states: dict[str, str],
-             metrics: dict[str, float], t0: float) -> dict[str, Any]:
+             metrics: dict[str, float], t0: float, seconds: dict[str, float | None] | None = None) -> dict[str, Any]:
     from qlib_prefect.orchestration._report import key_metrics
 
     return {
@@ -250,7 +256,8 @@ def _summary(cfg: Any, recorder: Any, exp_name: str, plan: list[StageSpec], stat
         "tracking_uri": recorder.uri,
         "mlflow_ui_command": mlflow_ui_command(recorder.uri),
         "config_hash": cfg.config_hash(),
-        "stages": {s.name: {"key": s.key, "state": states.get(s.name, "?"), "label": s.label} for s in plan},
+        "stages": {s.name: {"key": s.key, "state": states.get(s.name, "?"), "label": s.label,
+                            "seconds": (seconds or {}).get(s.name)} for s in plan},
         "metrics": key_metrics(metrics),
         "all_metrics": dict(metrics),
         "elapsed_s": time.perf_counter() - t0,

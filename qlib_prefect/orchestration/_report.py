@@ -60,9 +60,10 @@ def _fmt(v: Any) -> str:
 
 def text_report(summary: Mapping[str, Any]) -> str:
     """Stage states, the metrics table and where to look, as plain text."""
-    lines = ["", "stage                              state       key"]
+    lines = ["", "stage                              state       key               time (s)"]
     for name, st in summary.get("stages", {}).items():
-        lines.append(f"{name:<34} {st.get('state', '?'):<11} {str(st.get('key', ''))[:16]}")
+        lines.append(f"{name:<34} {st.get('state', '?'):<11} {str(st.get('key', ''))[:16]:<17} "
+                     f"{_seconds(st.get('seconds'))}".rstrip())
     metrics = summary.get("metrics", {})
     rows = [(label, v) for label, _, v in _rows(metrics)]
     if rows:
@@ -75,6 +76,11 @@ def text_report(summary: Mapping[str, Any]) -> str:
     if summary.get("elapsed_s") is not None:
         lines.append(f"elapsed:         {summary['elapsed_s']:.1f} s")
     return "\n".join(lines)
+
+
+def _seconds(v: Any) -> str:
+    """A computed stage's wall seconds; ``-`` for a stage served from the cache (no time spent in this run)."""
+    return f"{v:.1f}" if isinstance(v, (int, float)) else "-"
 
 
 def mlflow_ui_command(uri: str) -> str:
@@ -97,8 +103,9 @@ def markdown_report(summary: Mapping[str, Any], title: str = "qlib workflow resu
     metrics = summary.get("metrics", {})
     out = [f"# {title}", "", "| metric | value |", "|---|---|"]
     out += [f"| {label} | {_fmt(v)} |" for label, _, v in _rows(metrics)]
-    out += ["", "| stage | state | key |", "|---|---|---|"]
-    out += [f"| {n} | {s.get('state')} | `{str(s.get('key'))[:16]}` |" for n, s in summary.get("stages", {}).items()]
+    out += ["", "| stage | state | key | time (s) |", "|---|---|---|---:|"]
+    out += [f"| {n} | {s.get('state')} | `{str(s.get('key'))[:16]}` | {_seconds(s.get('seconds'))} |"
+            for n, s in summary.get("stages", {}).items()]
     out += ["", f"MLflow run id: {_run_link(summary)} (experiment `{summary.get('experiment_name')}`)",
             "", f"Tracking URI: `{summary.get('tracking_uri')}` - open with `{summary.get('mlflow_ui_command')}`"]
     if summary.get("report_url"):

@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from orch_helpers import small_config
 
 from qlib_prefect.errors import ConfigError
-from qlib_prefect.orchestration import ContentStore, qlib_workflow
+from qlib_prefect.orchestration import ContentStore, qlib_workflow, text_report
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -34,6 +34,14 @@ def test_full_run_then_identical_rerun_is_cached_and_complete(small_data, isolat
     second = qlib_workflow(cfg)
     assert _states(second) == dict.fromkeys(STAGES, "Cached")
     assert second["run_id"] != first["run_id"]
+    # each computed stage says what it took; a cached one took nothing in this run (text report: "-")
+    took = {k: v["seconds"] for k, v in first["stages"].items()}
+    assert all(isinstance(t, float) and t > 0 for t in took.values()), took
+    assert sum(took.values()) <= first["elapsed_s"]
+    assert all(v["seconds"] is None for v in second["stages"].values())
+    rows = [line.split() for line in text_report(first).splitlines() if line.startswith(tuple(STAGES))]
+    assert [r[3] for r in rows] == [f"{took[r[0]]:.1f}" for r in rows] and len(rows) == len(STAGES)
+    assert all(line.split()[-1] == "-" for line in text_report(second).splitlines() if line.startswith("train "))
     client = MlflowClient(mlflow_uri)
     for summary in (first, second):
         run = client.get_run(summary["run_id"])
