@@ -321,9 +321,19 @@ def read_bin(path: str | Path, calendar_len: int | None = None) -> tuple[int, np
 
 def bin_span(path: str | Path) -> tuple[int, int] | None:
     """``(start, end)`` calendar positions (inclusive) stored in a feature file, ``None`` if absent/empty."""
+    head = _bin_header(path, missing=OSError)
+    if head is None:
+        return None
+    size, start = head
+    return start, start + size // 4 - 2
+
+
+def _bin_header(path: str | Path, *, missing: type[OSError]) -> tuple[int, int] | None:
+    """``(size in bytes, start index)`` of a feature file from its size and 4-byte header; ``None`` when it is
+    absent (the error ``missing`` is raised by the size lookup) or holds no value."""
     try:
         size = os.path.getsize(path)
-    except OSError:
+    except missing:
         return None
     if size < 8:
         return None
@@ -331,7 +341,7 @@ def bin_span(path: str | Path) -> tuple[int, int] | None:
         raise DataFormatError(f"{path}: corrupted .bin file: size {size} bytes is not a multiple of 4")
     with open(path, "rb") as fp:
         start, _ = decode_bin(path, fp.read(4), None)
-    return start, start + size // 4 - 2
+    return size, start
 
 
 def write_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float]) -> None:
@@ -351,16 +361,10 @@ def bin_tail(
     Only the size and the 4-byte header are read. ``start`` must lie after the stored end; with ``calendar_len``
     the stored data must not run past that many calendar dates.
     """
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
+    head = _bin_header(path, missing=FileNotFoundError)
+    if head is None:
         return None
-    if size < 8:
-        return None
-    if size % 4:
-        raise DataFormatError(f"{path}: corrupted .bin file: size {size} bytes is not a multiple of 4")
-    with open(path, "rb") as fp:
-        s0, _ = decode_bin(path, fp.read(4), None)
+    size, s0 = head
     end = s0 + size // 4 - 2
     if calendar_len is not None and end >= calendar_len:
         raise DataFormatError(f"{path}: data runs past the calendar end")
