@@ -160,7 +160,8 @@ class ContentStore:
         final = self.path(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(final.parent)  # temp folders of killed builders
-        tmp = final.parent / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        # the owner's token in the name too: the folder is never ownerless, not even before its marker is written
+        tmp = final.parent / f".tmp-{key[:16]}-{owner_token()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         tempdirs.register(tmp)
         (tmp / ARTIFACTS).mkdir()

@@ -69,10 +69,15 @@ def is_alive(tok: str) -> bool:
 
 
 def _owner_of(path: Path) -> str | None:
+    """The owner token of a temporary folder: its :data:`OWNER_FILE`, else a token in its name, else None. A
+    marker without a token (read while its writer is between truncating and writing it) does not count: taking
+    it for a dead owner would delete a live writer's folder."""
     try:
-        return (path / OWNER_FILE).read_text(encoding="utf-8").strip()
+        text = (path / OWNER_FILE).read_text(encoding="utf-8").strip()
     except OSError:
-        pass
+        text = ""
+    if parse_token(text):
+        return text
     return path.name if parse_token(path.name) else None
 
 
