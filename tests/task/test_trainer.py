@@ -87,6 +87,10 @@ def store_uri(session_tmp: Path, folder: Path) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+#: artifacts our runs carry beyond qlib's (the per-run research report)
+OUR_EXTRA_ARTIFACTS = {"report.html"}
+
+
 def artifacts(rec: Any) -> set[str]:
     out: set[str] = set()
     for top in rec.list_artifacts():
@@ -397,7 +401,9 @@ def test_same_rolling_results_as_real_qlib(tmp_path: Path) -> None:
         assert r.returncode == 0, f"{which}: {r.stderr[-3000:]}"
         res[which] = pickle.loads((tmp_path / f"{which}.pkl").read_bytes())
     q, o = res["qlib"], res["ours"]
-    for key in ("segments", "handler_ends", "artifacts", "tags", "params", "delay_tag"):
+    # ours adds the research report to every run (issue 14; docs/report.md); every artifact of qlib's is there
+    assert [a for a in o["artifacts"] if a not in OUR_EXTRA_ARTIFACTS] == q["artifacts"], "artifacts"
+    for key in ("segments", "handler_ends", "tags", "params", "delay_tag"):
         assert o[key] == q[key], key
     assert sorted(o["metrics"]) == sorted(q["metrics"])
     assert o["metrics"]["IC"] == pytest.approx(q["metrics"]["IC"], rel=1e-9)
