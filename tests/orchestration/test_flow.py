@@ -37,7 +37,7 @@ def test_full_run_then_identical_rerun_is_cached_and_complete(small_data, isolat
     # each computed stage says what it took; a cached one took nothing in this run (text report: "-")
     took = {k: v["seconds"] for k, v in first["stages"].items()}
     assert all(isinstance(t, float) and t > 0 for t in took.values()), took
-    assert sum(took.values()) <= first["elapsed_s"]
+    assert max(took.values()) <= first["elapsed_s"]  # stages run concurrently: each, not their sum, is inside the run
     assert all(v["seconds"] is None for v in second["stages"].values())
     rows = [line.split() for line in text_report(first).splitlines() if line.startswith(tuple(STAGES))]
     assert [r[3] for r in rows] == [f"{took[r[0]]:.1f}" for r in rows] and len(rows) == len(STAGES)
