@@ -374,23 +374,19 @@ def bin_tail(
     return size, pad.tobytes() + np.asarray(values, dtype=np.float64).astype(BIN_DTYPE).tobytes()
 
 
-def append_bin(
-    path: str | Path, start: int, values: np.ndarray | Sequence[float], *, out: str | Path | None = None
-) -> None:
+def append_bin(path: str | Path, start: int, values: np.ndarray | Sequence[float]) -> None:
     """Extend a feature file so that ``values`` sit at calendar positions ``start, start+1, ...``.
 
     Existing bytes are kept identical; positions between the old end and ``start`` are NaN. A missing file
     is created. ``start`` must lie after the stored end (history is never rewritten). The new file is written
-    whole and atomically, over ``path`` or to ``out``; a :class:`Transaction` appends the tail in place instead
-    (:meth:`Transaction.append`).
+    whole and atomically; a :class:`Transaction` appends the tail in place instead (:meth:`Transaction.append`).
     """
     path = Path(path)
-    out = path if out is None else Path(out)
     tail = bin_tail(path, start, values)
     if tail is None:
-        write_bin(out, start, values)
+        write_bin(path, start, values)
         return
-    atomic_write_bytes(out, path.read_bytes()[: tail[0]] + tail[1])
+    atomic_write_bytes(path, path.read_bytes()[: tail[0]] + tail[1])
 
 
 def list_codes(root: str | Path) -> list[str]:
@@ -523,8 +519,9 @@ def _unlock(fd: int | None) -> None:
         os.close(fd)  # releases the flock
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
+def _fsync(path: Path, *, ignore: type[OSError] | tuple[type[OSError], ...] = OSError) -> None:
+    """``fsync`` a file or folder; the errors ``ignore`` (default any: a folder fsync some filesystems refuse)."""
+    with contextlib.suppress(ignore):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -555,15 +552,10 @@ def _sync(root: Path, paths: Iterable[Path]) -> None:
             os.close(fd)
     folders = set()
     for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        _fsync(p, ignore=FileNotFoundError)  # a data file's fsync error is not ignored
         folders.add(Path(p).parent)
     for d in sorted(folders | {root}):
-        _fsync_dir(d)
+        _fsync(d)
 
 
 def _write_journal(root: Path, journal: dict) -> None:
@@ -579,7 +571,7 @@ def _write_journal(root: Path, journal: dict) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(root)
+    _fsync(root)
 
 
 def _read_journal(root: Path) -> dict | None:
