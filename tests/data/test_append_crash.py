@@ -250,12 +250,18 @@ def test_live_writers_journal_is_left_alone_and_readers_see_before(states, tmp_p
     assert not st.append_pending(dest)
 
 
-def test_provider_still_refuses_a_bin_past_the_calendar(states, tmp_path):
-    base, _, _ = states
+def _with_a_value_past_the_calendar(base, tmp_path, field: str):
+    """A copy of the "before" directory whose BBB ``field`` bin holds one value past the calendar (damage)."""
     dest = tmp_path / "d"
     shutil.copytree(base / "before", dest)
-    with open(st.feature_path(dest, "BBB", "close"), "ab") as fp:
+    with open(st.feature_path(dest, "BBB", field), "ab") as fp:
         fp.write(np.float32(1.0).tobytes())
+    return dest
+
+
+def test_provider_still_refuses_a_bin_past_the_calendar(states, tmp_path):
+    base, _, _ = states
+    dest = _with_a_value_past_the_calendar(base, tmp_path, "close")
     with pytest.raises(DataFormatError, match=r"bbb/close\.day\.bin: corrupted \.bin file: .* run past the calendar"):
         LocalProvider(dest).load_field("close", _CODES)
 
@@ -263,10 +269,7 @@ def test_provider_still_refuses_a_bin_past_the_calendar(states, tmp_path):
 def test_append_failing_validation_writes_nothing(states, tmp_path):
     """A continuing bin found damaged while the tails are planned (after others were planned): nothing written."""
     base, _, _ = states
-    dest = tmp_path / "d"
-    shutil.copytree(base / "before", dest)
-    with open(st.feature_path(dest, "BBB", "high"), "ab") as fp:
-        fp.write(np.float32(1.0).tobytes())
+    dest = _with_a_value_past_the_calendar(base, tmp_path, "high")
     damaged = _files(dest)
     with pytest.raises(DataFormatError, match=r"bbb/high\.day\.bin: data runs past the calendar end"):
         import_frame(pd.read_pickle(base / "new.pkl"), dest, append=True, markets={"two": "AAA,DDD"})
