@@ -10,8 +10,8 @@ Before ``_COMPLETE`` the build writes ``manifest.json`` (every file's path, size
 (:meth:`ContentStore.exists` / :meth:`~ContentStore.get`) only while its files match the manifest: a deleted,
 truncated or edited file makes the entry a cache miss -- it is deleted and its stage recomputes -- never an
 incomplete published run. CRCs are checked once per process while the files' (size, mtime, ctime) stay the
-same, on every use with settings ``verify_content``. Temporary folders hold an ``.owner`` file naming the building
-process (:mod:`qlib_prefect.utils.owner`), so ``qlib-prefect gc`` removes only those of dead processes.
+same, on every use with settings ``verify_content``. Temporary folders carry the token of the building
+process in their name (:mod:`qlib_prefect.utils.owner`), so ``qlib-prefect gc`` removes only those of dead processes.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from qlib_prefect.utils import tempdirs
-from qlib_prefect.utils.owner import OWNER_FILE as OWNER_MARKER
 from qlib_prefect.utils.owner import remove_stale
 from qlib_prefect.utils.owner import token as owner_token
 
-__all__ = ["COMPLETE_MARKER", "MANIFEST", "OWNER_MARKER", "ContentStore", "StoreEntry", "file_crc"]
+__all__ = ["COMPLETE_MARKER", "MANIFEST", "ContentStore", "StoreEntry", "file_crc"]
 
 COMPLETE_MARKER = "_COMPLETE"
 MANIFEST = "manifest.json"
@@ -54,7 +53,7 @@ def file_crc(path: Path) -> int:
 
 
 def _entry_files(folder: Path) -> list[Path]:
-    skip = {COMPLETE_MARKER, MANIFEST, OWNER_MARKER}
+    skip = {COMPLETE_MARKER, MANIFEST}
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in skip)
 
 
@@ -160,19 +159,17 @@ class ContentStore:
         final = self.path(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(final.parent)  # temp folders of killed builders
-        # the owner's token in the name too: the folder is never ownerless, not even before its marker is written
+        # the owner's token in the name: a concurrent sweep (stale_children) never takes it for a killed builder's
         tmp = final.parent / f".tmp-{key[:16]}-{owner_token()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         tempdirs.register(tmp)
         (tmp / ARTIFACTS).mkdir()
         try:
-            (tmp / OWNER_MARKER).write_text(owner_token(), encoding="utf-8")
             yield tmp
             info = {"stage": stage, "key": key, "created": time.time(), **(meta or {})}
             (tmp / "meta.json").write_text(json.dumps(info, default=str, indent=1), encoding="utf-8")
             files = {p.relative_to(tmp).as_posix(): [p.stat().st_size, file_crc(p)] for p in _entry_files(tmp)}
             (tmp / MANIFEST).write_text(json.dumps(files, indent=0), encoding="utf-8")
-            (tmp / OWNER_MARKER).unlink()
             (tmp / COMPLETE_MARKER).write_text(key, encoding="utf-8")  # last file written
             if final.exists():  # an incomplete leftover or a concurrent builder's complete entry
                 if (final / COMPLETE_MARKER).is_file() and not overwrite:
