@@ -175,13 +175,11 @@ def crash_dangling_flow_runs(limit: int = 200, *, fix: bool = True) -> list[str]
                 owner = _tag_value(list(fr.tags), _OWNER_PREFIX)
                 if not owner or _tag_value(list(fr.tags), _HOST_PREFIX) != host or is_alive(owner):
                     continue
-                if not fix:
-                    done.append(str(fr.id))
-                    continue
-                client.set_flow_run_state(
-                    fr.id, Crashed(message=f"owner process {owner} is gone (killed); marked by the next run"),
-                    force=True,
-                )
+                if fix:
+                    client.set_flow_run_state(
+                        fr.id, Crashed(message=f"owner process {owner} is gone (killed); marked by the next run"),
+                        force=True,
+                    )
                 done.append(str(fr.id))
     except Exception as e:  # an API refusing the query: the next run retries
         if isinstance(e, RuntimeError) and SERVER_TIMEOUT_TEXT in str(e):
