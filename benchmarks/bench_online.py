@@ -178,10 +178,10 @@ def render(res: dict, mach: dict) -> str:
     q = res.get("qlib")
     lines = [START, "## Online simulate: `online_simulate` vs qlib's `OnlineManager.simulate` "
              "(`benchmarks/bench_online.py`)", "",
-             f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, shared "
-             f"with 5 other engineers' work while measured (load average at the end {mach['loadavg']}; the 1-min "
-             "load at each run's start is in the table): wall times are inflated, CPU seconds are steadier; the "
-             "lead may rerun it idle.",
+             f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, load "
+             f"average at the end {mach['loadavg']} (the 1-min load at each run's start is in the table; the runs "
+             "follow each other, so a run's own predecessor shows in it: more than ~1 means other work shared the "
+             "machine and its wall time is inflated, CPU seconds are steadier).",
              "* Command: `.venv/bin/python benchmarks/bench_online.py`; simulate 2017-09-01 .. 2017-11-30, "
              "RollingGen(step=20, sliding), TrainerR, qlib's LightGBM/Alpha158 example on the bundled S&P 500 "
              "sample (4 windows). qlib 0.9.7 (`/work/qlib-venv`): `OnlineManager.simulate`, SignalRecord per "
