@@ -205,3 +205,55 @@ def test_compute_features_instrument_threads_give_the_same_frame(name: str, monk
     assert engine._threads(len(inst)) == 3
     three = compute_features(p, *args)
     pd.testing.assert_frame_equal(one, three, check_exact=True)
+
+
+_WINDOWED = [
+    "$close", "Ref($close, 1)", "Mean(Ref($close, 1), 5) / $close", "Std($close, 20)", "Skew($close, 10)",
+    "Kurt($volume, 10)", "Max($high, 30) / Min($low, 30)", "Med($close, 9)", "Mad($close, 7)",
+    "Slope($close, 10)", "Rsquare($close, 10)", "Resi($close, 10)", "IdxMax($high, 10)", "IdxMin($low, 12)",
+    "(IdxMax($high, 30) - IdxMin($low, 30)) / 30", "Rank($close, 20)", "Quantile($close, 20, 0.8)",
+    "Corr($close, Log($volume + 1), 10)", "Cov($close, $open, 5)", "EMA($close, 10)", "WMA($close, 6)",
+    "Count($close > Ref($close, 1), 20)", "Sum(Greater($close - Ref($close, 1), 0), 14)", "Delta($close, 3)",
+    "Ref($close, -2) / Ref($close, -1) - 1", "Mean($close, 0)", "Sum(Ref($close, 1), 0)", "EMA($close, 0.3)",
+]  # fmt: skip
+
+
+def _golden_frames() -> tuple[pd.DatetimeIndex, list[str], dict[str, pd.DataFrame]]:
+    local = LocalProvider(GOLD / "data")
+    cal = pd.DatetimeIndex(local.calendar())
+    codes = sorted(local.instruments("all"))
+    frames = {}
+    for f in ["open", "high", "low", "close", "volume"]:
+        fd = local.load_field(f, codes)
+        frames[f] = pd.DataFrame(np.asarray(fd.values, dtype=np.float64), index=cal, columns=codes)
+    return cal, codes, frames
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_late_start_computes_only_the_loaded_window(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query from a late date computes only qlib's loaded window (``start - lft``), not the history before it.
+    Each column equals the expression evaluated on a copy of the data that holds only the dates from
+    ``start - lft`` on (qlib's semantics: the dates before are absent), read cell by cell, for rolling, nested,
+    pairwise, forward-looking and expanding operators in one call (one window group per ``lft``), on data with
+    NaN runs and late listings; single-threaded and in instrument blocks."""
+    from qlib_prefect.data.expression import engine
+
+    monkeypatch.setenv("QLIB_PREFECT_EXPR_THREADS", str(threads))
+    monkeypatch.setattr(engine, "_MIN_CODES_PER_THREAD", 1)
+    cal, codes, frames = _golden_frames()
+    full = MemoryProvider(frames, calendar=cal)
+    si = len(cal) * 2 // 3
+    got = compute_features(full, codes, _WINDOWED, None, cal[si], None)
+    assert len({window_size(parse(e))[0] for e in _WINDOWED}) > 5  # several groups of different starts
+    t_pos = cal.get_indexer(got.index.get_level_values("datetime"))
+    c_pos = pd.Index(codes).get_indexer(got.index.get_level_values("instrument"))
+    for expr in _WINDOWED:
+        lft = window_size(parse(expr))[0]
+        qs = 0 if not np.isfinite(lft) else max(0, si - int(lft))
+        cut = MemoryProvider({f: v.iloc[qs:] for f, v in frames.items()}, calendar=cal[qs:])
+        panel = Evaluator(cut, codes).evaluate(expr)
+        want = compute_features(cut, codes, [expr], None, cal[si], None)
+        assert want.index.equals(got.index), expr
+        col = got[expr].to_numpy()
+        assert np.isfinite(col).any(), expr
+        np.testing.assert_array_equal(col, panel[t_pos - qs, c_pos], err_msg=expr)

@@ -7,7 +7,8 @@ evaluate, slice to the calendar-aligned ``[start, end]``, keep the instrument's 
 gather the cells into a ``(datetime, instrument)`` frame in one vectorised step.
 
 Semantics follow qlib 0.9.7. :class:`Evaluator` computes on each instrument's stored history from
-``query_start`` (default: all of it); :func:`compute_features` reproduces qlib's loaded window exactly
+``query_start`` (default: all of it; the dates before it are not computed at all, so a one-day query costs its
+lookback, not the history); :func:`compute_features` reproduces qlib's loaded window exactly
 by grouping the expressions by ``start - lft`` (qlib's ``get_extended_window_size``), which matters for
 expanding windows (N=0), ``Ref(x, 0)``, EMA/ewm and the tiny online-algorithm residues of pandas.
 """
@@ -153,8 +154,9 @@ class Evaluator:
         codes: instrument codes (panel columns, in this order).
         cache_bytes: soft limit of the sub-expression memo kept between :meth:`evaluate` calls
             (oldest entries are dropped first). :meth:`evaluate_many` frees intermediates itself.
-        query_start: calendar position before which stored data is treated as absent (qlib's loaded
-            window ``start - lft``); 0 = each instrument's full stored history.
+        query_start: calendar position before which stored data is absent (qlib's loaded window
+            ``start - lft``); 0 = each instrument's full stored history. The panels then cover only
+            ``calendar[query_start:]`` (:attr:`calendar` is that slice; positions are relative to it).
 
     Example:
         >>> ev = Evaluator(provider, ["SH600000", "SH600004"])  # doctest: +SKIP
@@ -167,8 +169,10 @@ class Evaluator:
     ) -> None:
         self.provider = provider
         self.codes = [str(c) for c in codes]
-        self.query_start = max(0, int(query_start))
-        self.calendar = pd.DatetimeIndex(provider.calendar())
+        full = pd.DatetimeIndex(provider.calendar())
+        self._t_full = len(full)
+        self.query_start = min(max(0, int(query_start)), self._t_full)
+        self.calendar = full[self.query_start :]
         self.cache_bytes = int(cache_bytes)
         self._memo: OrderedDict[str, Panel] = OrderedDict()
         self._fields: dict[str, FieldData] = {}
@@ -194,7 +198,8 @@ class Evaluator:
 
     # ------------------------------------------------------------------ public API
     def evaluate(self, expr: str | Expression) -> np.ndarray:
-        """The (T x N) float32 panel of ``expr`` (NaN outside each instrument's stored span)."""
+        """The (T x N) float32 panel of ``expr`` (NaN outside each instrument's stored span; T: the dates
+        from ``query_start``)."""
         node = parse(expr)
         text = expr if isinstance(expr, str) else str(node)
         self._batch = _collect([node])
@@ -336,17 +341,17 @@ class Evaluator:
                 )
             fd = self.provider.load_field(name, self.codes)
             vals = np.asarray(fd.values)
-            if vals.shape != self.shape:
-                raise DataError(f"provider returned shape {vals.shape} for ${name}, expected {self.shape}")
-            vals = np.asfortranarray(vals, dtype=np.float32)  # time-contiguous for rolling kernels
+            if vals.shape != (self._t_full, len(self.codes)):
+                raise DataError(f"provider returned shape {vals.shape} for ${name}, "
+                                f"expected {(self._t_full, len(self.codes))}")
+            qs = self.query_start
+            # only the dates from query_start, time-contiguous for the rolling kernels
+            vals = np.asfortranarray(vals[qs:] if qs else vals, dtype=np.float32)
             start = np.asarray(fd.start, dtype=np.int64)
             end = np.asarray(fd.end, dtype=np.int64)
-            if self.query_start > 0:
-                qs = self.query_start
-                vals = vals.copy(order="F")
-                vals[:qs] = np.nan
-                start = np.where(end >= qs, np.maximum(start, qs), len(self.calendar))
-                end = np.where(end >= qs, end, -1)
+            if qs > 0:  # spans relative to query_start; data ending before it is absent
+                start = np.where(end >= qs, np.maximum(start, qs) - qs, len(self.calendar))
+                end = np.where(end >= qs, end - qs, -1)
             fd = FieldData(vals, start, end)
             self._fields[name] = fd
         return fd
@@ -546,8 +551,9 @@ def compute_features(
     # row mask over the panel: [si, ei] & stored span (union over the fields read) & membership
     s_start = np.full(len(codes), t_len, dtype=np.int64)
     s_end = np.full(len(codes), -1, dtype=np.int64)
-    for qs, ks in groups.items():
+    for qs, ks in groups.items():  # the evaluators' spans are relative to their query_start
         a, b = evs[qs].span([exprs[k] for k in ks])
+        a, b = np.where(b >= 0, a + qs, t_len), np.where(b >= 0, b + qs, -1)
         s_start, s_end = np.minimum(s_start, a), np.maximum(s_end, b)
     rows = np.arange(t_len)[:, None]
     keep = (rows >= np.maximum(s_start, si)[None, :]) & (rows <= np.minimum(s_end, ei)[None, :])
@@ -570,13 +576,15 @@ def compute_features(
     for lo, hi in ((bounds[i], bounds[i + 1]) for i in range(n_thr)):
         sel = np.flatnonzero((ci >= lo) & (ci < hi)) if n_thr > 1 else None
         c_, t_ = (ci, ti) if sel is None else (ci[sel], ti[sel])
-        parts.append((int(lo), int(hi), sel, (c_ - lo) * t_len + t_, first[lo:hi], last[lo:hi]))
+        parts.append((int(lo), int(hi), sel, c_ - lo, t_, first[lo:hi], last[lo:hi]))
 
-    def run_part(lo: int, hi: int, sel: Any, lin: np.ndarray, fst: np.ndarray, lst: np.ndarray) -> None:
-        buf = np.empty((t_len, hi - lo), dtype=np.float32, order="F")
-        tmp = np.empty(len(lin), dtype=np.float32) if sel is not None else None
+    def run_part(lo: int, hi: int, sel: Any, col: np.ndarray, row: np.ndarray, first_: np.ndarray,
+                 last_: np.ndarray) -> None:
+        flat = np.empty(t_len * (hi - lo), dtype=np.float32)
+        tmp = np.empty(len(row), dtype=np.float32) if sel is not None else None
 
-        def gather(ev: Evaluator, k: int, p: Panel) -> None:
+        def gather(ev: Evaluator, k: int, p: Panel, lin: np.ndarray, buf: np.ndarray, fst: np.ndarray,
+                   lst: np.ndarray) -> None:
             v = p.values
             if v.dtype.kind != "f" or not (np.all(p.start <= fst) and np.all(p.end >= lst)):
                 # bool/int results, or kept rows outside the result's span: the full float32 + NaN mask pass
@@ -592,9 +600,15 @@ def compute_features(
                 col = data[:, k]
                 col[sel] = tmp  # this part's rows of the (datetime, instrument) frame (faster than np.put)
 
-        for qs, ks in groups.items():
+        for qs, ks in groups.items():  # a group's panels start at its query_start: positions relative to it
             ev = evs[qs] if n_thr == 1 else evs[qs]._columns(lo, hi)
-            ev._each([exprs[k] for k in ks], lambda i, p, ev=ev, ks=ks: gather(ev, ks[i], p))
+            t_rel = t_len - qs
+            lin = col * t_rel + (row - qs)
+            buf = flat[: t_rel * (hi - lo)].reshape((t_rel, hi - lo), order="F")
+            fst, lst = first_ - qs, last_ - qs
+            ev._each([exprs[k] for k in ks],
+                     lambda i, p, ev=ev, ks=ks, lin=lin, buf=buf, fst=fst, lst=lst: gather(ev, ks[i], p, lin, buf,
+                                                                                        fst, lst))
 
     with heap_reuse():
         data = np.empty((len(ti), len(exprs)), dtype=np.float32, order="F")  # = pandas' block layout
