@@ -43,7 +43,7 @@ class DataAPI:
             return np.array([], dtype=object)
         si = 0 if start_time is None else int(cal.searchsorted(pd.Timestamp(start_time), side="left"))
         ei = len(cal) if end_time is None else int(cal.searchsorted(pd.Timestamp(end_time), side="right"))
-        return np.array(list(cal[si:ei]), dtype=object)
+        return cal[si:ei].astype(object).to_numpy()
 
     @staticmethod
     def instruments(market: str | list[str] = "all", filter_pipe: list[dict] | None = None) -> Any:

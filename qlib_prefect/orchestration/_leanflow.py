@@ -6,16 +6,25 @@ work that overlaps the API server's start-up begins there), then (3) calls the f
 waiting for an API server the CLI started early; a top-level call first sets Crashed the flow runs that killed
 processes left Running (:func:`~qlib_prefect.orchestration.housekeeping.crash_dangling_flow_runs`), and every flow
 run is tagged with its owner process. ``with_options`` keeps all of it (Prefect's returns a plain ``Flow``).
+
+The owner tags name the flow run only: the flow's body runs with the caller's tags (a ``TagsContext`` without
+them), so its task runs do not carry them. Prefect treats every task-run tag as a possible tag concurrency limit and
+asks the API server for slots before each task run (one round trip per task, about 0.35 s against a running
+``prefect server`` on the project's machine), whether or not such a limit exists.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect import Flow, tags
+from prefect.context import TagsContext
+from prefect.utilities.hashing import file_hash
 
 from qlib_prefect.orchestration._settings import apply_env_defaults, lean_prefect_settings
 from qlib_prefect.orchestration.housekeeping import crash_dangling_flow_runs, flow_run_owner_tags
@@ -30,7 +39,11 @@ class LeanFlow(Flow):
     """A Prefect flow with the package's call protocol (see the module docstring)."""
 
     def __init__(self, fn: Callable[..., Any], *, prepare: Callable[..., None] | None = None, **kwargs: Any) -> None:
-        super().__init__(fn, **kwargs)
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(f"LeanFlow runs synchronous flow functions only, got {fn.__qualname__}")
+        if not kwargs.get("version"):  # Prefect's default, a hash of the flow function's file (not this one's)
+            kwargs["version"] = _file_version(fn)
+        super().__init__(_without_owner_tags(fn), **kwargs)
         self.prepare = prepare
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -48,6 +61,29 @@ class LeanFlow(Flow):
         new.__class__ = type(self)
         new.prepare = self.prepare
         return new
+
+
+def _file_version(fn: Callable[..., Any]) -> str | None:
+    try:
+        path = inspect.getsourcefile(fn)
+        return file_hash(path) if path else None
+    except (OSError, TypeError):  # no source file (a REPL)
+        return None
+
+
+def _without_owner_tags(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run with the current tags minus this process's owner tags (see the module docstring)."""
+
+    @functools.wraps(fn)
+    def body(*args: Any, **kwargs: Any) -> Any:
+        current = TagsContext.get().current_tags
+        caller = current - set(flow_run_owner_tags())
+        if caller == current:
+            return fn(*args, **kwargs)
+        with TagsContext(current_tags=caller):
+            return fn(*args, **kwargs)
+
+    return body
 
 
 def results_dir() -> Path:
