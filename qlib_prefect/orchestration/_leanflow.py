@@ -76,11 +76,7 @@ def _without_owner_tags(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def body(*args: Any, **kwargs: Any) -> Any:
-        current = TagsContext.get().current_tags
-        caller = current - set(flow_run_owner_tags())
-        if caller == current:
-            return fn(*args, **kwargs)
-        with TagsContext(current_tags=caller):
+        with TagsContext(current_tags=TagsContext.get().current_tags - set(flow_run_owner_tags())):
             return fn(*args, **kwargs)
 
     return body

@@ -15,6 +15,7 @@ expanding windows (N=0), ``Ref(x, 0)``, EMA/ewm and the tiny online-algorithm re
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -346,7 +347,7 @@ class Evaluator:
                                 f"expected {(self._t_full, len(self.codes))}")
             qs = self.query_start
             # only the dates from query_start, time-contiguous for the rolling kernels
-            vals = np.asfortranarray(vals[qs:] if qs else vals, dtype=np.float32)
+            vals = np.asfortranarray(vals[qs:], dtype=np.float32)
             start = np.asarray(fd.start, dtype=np.int64)
             end = np.asarray(fd.end, dtype=np.int64)
             if qs > 0:  # spans relative to query_start; data ending before it is absent
@@ -583,8 +584,9 @@ def compute_features(
         flat = np.empty(t_len * (hi - lo), dtype=np.float32)
         tmp = np.empty(len(row), dtype=np.float32) if sel is not None else None
 
-        def gather(ev: Evaluator, k: int, p: Panel, lin: np.ndarray, buf: np.ndarray, fst: np.ndarray,
-                   lst: np.ndarray) -> None:
+        def gather(ev: Evaluator, ks: list[int], lin: np.ndarray, buf: np.ndarray, fst: np.ndarray,
+                   lst: np.ndarray, i: int, p: Panel) -> None:
+            k = ks[i]
             v = p.values
             if v.dtype.kind != "f" or not (np.all(p.start <= fst) and np.all(p.end >= lst)):
                 # bool/int results, or kept rows outside the result's span: the full float32 + NaN mask pass
@@ -597,8 +599,8 @@ def compute_features(
                 np.take(v.ravel(order="F"), lin, out=data[:, k], mode="clip")
             else:
                 np.take(v.ravel(order="F"), lin, out=tmp, mode="clip")
-                col = data[:, k]
-                col[sel] = tmp  # this part's rows of the (datetime, instrument) frame (faster than np.put)
+                out = data[:, k]
+                out[sel] = tmp  # this part's rows of the (datetime, instrument) frame (faster than np.put)
 
         for qs, ks in groups.items():  # a group's panels start at its query_start: positions relative to it
             ev = evs[qs] if n_thr == 1 else evs[qs]._columns(lo, hi)
@@ -606,9 +608,7 @@ def compute_features(
             lin = col * t_rel + (row - qs)
             buf = flat[: t_rel * (hi - lo)].reshape((t_rel, hi - lo), order="F")
             fst, lst = first_ - qs, last_ - qs
-            ev._each([exprs[k] for k in ks],
-                     lambda i, p, ev=ev, ks=ks, lin=lin, buf=buf, fst=fst, lst=lst: gather(ev, ks[i], p, lin, buf,
-                                                                                        fst, lst))
+            ev._each([exprs[k] for k in ks], functools.partial(gather, ev, ks, lin, buf, fst, lst))
 
     with heap_reuse():
         data = np.empty((len(ti), len(exprs)), dtype=np.float32, order="F")  # = pandas' block layout
