@@ -20,24 +20,28 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: name -> (arguments always passed, accepts --no-write, (flag to re-measure qlib, flag to reuse its cached run))
-Bench = tuple[list[str], bool, tuple[str | None, str | None]]
+#: name -> (arguments always passed, (flag that writes BENCHMARKS.md, flag that does not),
+#:          (flag to re-measure qlib, flag to reuse its cached run))
+Flags = tuple[str | None, str | None]
+Bench = tuple[list[str], Flags, Flags]
+_WRITES: Flags = (None, "--no-write")  # writes its section unless told not to
+_PRINTS: Flags = (None, None)  # prints only
 BENCHES: dict[str, Bench] = {
-    "alpha158": ([], True, ("--rerun-qlib", None)),
-    "backtest": ([], True, ("--rerun-qlib", None)),
-    "workflow": ([], True, (None, "--skip-qlib")),
-    "rolling": ([], True, (None, "--skip-qlib")),
-    "online": ([], True, ("--rerun-qlib", None)),
-    "routine": (["--days", "3"], False, (None, None)),
-    "append": ([], False, (None, None)),
-    "recorder": (["--n", "1000"], False, (None, None)),
-    "signal_eval": ([], False, (None, None)),
-    "expressions": ([], False, (None, None)),
-    "report": (["--write"], False, (None, None)),
+    "alpha158": ([], _WRITES, ("--rerun-qlib", None)),
+    "backtest": ([], _WRITES, ("--rerun-qlib", None)),
+    "workflow": ([], _WRITES, (None, "--skip-qlib")),
+    "rolling": ([], _WRITES, (None, "--skip-qlib")),
+    "online": ([], _WRITES, ("--rerun-qlib", None)),
+    "routine": (["--days", "3"], _PRINTS, (None, None)),
+    "append": ([], _PRINTS, (None, None)),
+    "recorder": (["--n", "1000"], _PRINTS, (None, None)),
+    "signal_eval": ([], _PRINTS, (None, None)),
+    "expressions": ([], _PRINTS, (None, None)),
+    "report": ([], ("--write", None), (None, None)),
 }
 SCALE: dict[str, Bench] = {
-    "scale": ([], True, (None, None)),
-    "scale_run": ([], True, (None, None)),
+    "scale": ([], _WRITES, (None, None)),
+    "scale_run": ([], _WRITES, (None, None)),
 }
 
 
@@ -55,15 +59,9 @@ def main() -> int:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(table)}")
     failed: list[str] = []
     for i, name in enumerate(names, 1):
-        args, writes, (rerun, reuse) = table[name]
-        cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *args]
-        if a.no_write and writes:
-            cmd.append("--no-write")
-        if a.no_write and name == "report":
-            cmd.remove("--write")
-        flag = rerun if a.rerun_qlib else reuse
-        if flag:
-            cmd.append(flag)
+        args, (write, no_write), (rerun, reuse) = table[name]
+        flags = [no_write if a.no_write else write, rerun if a.rerun_qlib else reuse]
+        cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *args, *[f for f in flags if f]]
         print(f"== [{i}/{len(names)}] {name}: {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.call(cmd, cwd=HERE.parent)
