@@ -32,7 +32,11 @@ Steps:
    ``qlib.backtest.report.PortfolioMetrics`` benchmark series (SPX) and a step sample into the same JSON.
 6. qlib's tests/test_all_pipeline.py on the cut (LightGBM on Alpha158/sp500 2016, PortAnaRecord TopkDropout 3/1
    on the test segment): the risk frame into ``<out>/all_pipeline.json``.
-   ``--only collect`` / ``--only pipeline`` runs only step 5 / 6 (the data directory must exist).
+7. ``qlib.contrib.evaluate.long_short_backtest`` (``LONG_SHORT_CASES`` on the score of step 4): qlib 0.9.7's
+   function cannot run, so its installed source is copied with exactly the fixes of ``LONG_SHORT_FIXES`` (each
+   replacement must match) and monkeypatched into ``qlib.contrib.evaluate``; ``<out>/long_short.<case>.parquet``
+   (columns ``long short long_short``) and ``<out>/long_short.json`` (the cases).
+   ``--only collect`` / ``pipeline`` / ``longshort`` runs only step 5 / 6 / 7 (the data directory must exist).
 
 Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
@@ -259,17 +263,67 @@ def pipeline_goldens(out: Path) -> None:
     (out / "all_pipeline.json").write_text(json.dumps(risk, indent=1, sort_keys=True) + "\n")
 
 
+#: name -> (prediction window, long_short_backtest kwargs besides pred)
+LONG_SHORT_CASES = {
+    "top2": (("2016-01-04", "2016-12-30"), {"topk": 2}),
+    "top4": (("2016-01-04", "2016-06-30"), {"topk": 4}),
+    "limit_open_shift2": (("2016-03-01", "2016-11-30"), {"topk": 2, "limit_threshold": 0.02, "deal_price": "open",
+                                                         "shift": 2, "extract_codes": True}),
+}
+#: (qlib 0.9.7's text, the fix, count): the only changes to qlib's long_short_backtest for the golden
+LONG_SHORT_FIXES = [
+    # get_exchange() has no pred/shift/extract_codes (ValueError: Get Unexpected arguments): the evident intent of
+    # extract_codes is the exchange's codes
+    ("        pred=pred,\n",
+     "        codes=sorted(set(pred.index.get_level_values('instrument'))) if extract_codes else 'all',\n", 1),
+    ("        extract_codes=extract_codes,\n        shift=shift,\n", "", 1),
+    # 0.9.7's Exchange.is_stock_tradable / check_stock_suspended take start_time, end_time (no trade_date)
+    ("is_stock_tradable(stock_id=stock, trade_date=date)",
+     "is_stock_tradable(stock_id=stock, start_time=date, end_time=date)", 2),
+    ("check_stock_suspended(stock_id=stock, trade_date=date)",
+     "check_stock_suspended(stock_id=stock, start_time=date, end_time=date)", 1),
+    # the "all" loop iterated level 0 of the (datetime, instrument) index, i.e. dates: iterate the instruments
+    ("index.get_level_values(level=0)", "index.get_level_values(level='instrument')", 1),
+]
+
+
+def long_short_goldens(out: Path) -> None:
+    """Step 7: qlib's ``long_short_backtest`` with ``LONG_SHORT_FIXES`` only (see the module docstring)."""
+    import inspect
+    import warnings
+
+    import qlib.contrib.evaluate as qe
+
+    src = inspect.getsource(qe.long_short_backtest)
+    for old, new, count in LONG_SHORT_FIXES:
+        assert src.count(old) == count, (old, src.count(old))
+        src = src.replace(old, new)
+    scope = dict(vars(qe))
+    exec(compile(src, qe.__file__, "exec"), scope)
+    qe.long_short_backtest = scope["long_short_backtest"]  # monkeypatched: the oracle's own name runs the copy
+    pred = pd.read_parquet(out / "pred.parquet")
+    for name, ((s, e), kw) in LONG_SHORT_CASES.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # np.mean([]) on days without a tradable stock
+            res = qe.long_short_backtest(pred.loc(axis=0)[s:e], **kw)
+        df = pd.DataFrame({k: res[k] for k in ("long", "short", "long_short")})
+        df.index = pd.DatetimeIndex(df.index).astype("datetime64[ns]")
+        df.to_parquet(out / f"long_short.{name}.parquet")
+    (out / "long_short.json").write_text(json.dumps({"cases": LONG_SHORT_CASES}, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "tests" / "golden" / "api"))
-    ap.add_argument("--only", choices=["collect", "pipeline"], default=None)
+    ap.add_argument("--only", choices=["collect", "pipeline", "longshort"], default=None)
     args = ap.parse_args()
     out = Path(args.out)
     if args.only is not None:
         import qlib
 
         qlib.init(provider_uri=str(out / "data"), region="us", kernels=1)
-        (collect_goldens if args.only == "collect" else pipeline_goldens)(out)
+        steps = {"collect": collect_goldens, "pipeline": pipeline_goldens, "longshort": long_short_goldens}
+        steps[args.only](out)
         print("wrote", args.only, "goldens into", out)
         return
     write_data(out / "data")
@@ -340,6 +394,7 @@ def main() -> None:
     (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
     collect_goldens(out)
     pipeline_goldens(out)
+    long_short_goldens(out)
     print("wrote", out)
 
 

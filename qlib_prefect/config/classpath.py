@@ -172,6 +172,7 @@ QLIB_ALIASES: dict[str, str] = {
     "R": "qlib_prefect.workflow",
     "backtest": "qlib_prefect.backtest",
     "backtest_daily": "qlib_prefect.backtest.evaluate",
+    "long_short_backtest": "qlib_prefect.backtest.evaluate",
     "get_exchange": "qlib_prefect.backtest.evaluate",
     "create_account_instance": "qlib_prefect.backtest.evaluate",
     "risk_analysis": "qlib_prefect.backtest.analysis",
