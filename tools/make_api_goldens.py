@@ -36,7 +36,13 @@ Steps:
    function cannot run, so its installed source is copied with exactly the fixes of ``LONG_SHORT_FIXES`` (each
    replacement must match) and monkeypatched into ``qlib.contrib.evaluate``; ``<out>/long_short.<case>.parquet``
    (columns ``long short long_short``) and ``<out>/long_short.json`` (the cases).
-   ``--only collect`` / ``pipeline`` / ``longshort`` runs only step 5 / 6 / 7 (the data directory must exist).
+8. a nested backtest (qlib's ``NestedExecutor(time_per_step="week")`` over a daily ``SimulatorExecutor`` with
+   ``TWAPStrategy``; outer ``FileOrderStrategy`` on ``NESTED_ORDERS``; 2016-03-01 .. 2016-05-31, so the last
+   week runs past ``end_time``) through ``collect_data`` (``track_data`` at both levels): ``<out>/nested.json``
+   (every decision's level, times and orders after dealing), ``<out>/nested.<1week|1day>.report.parquet`` and
+   ``<out>/nested.<1week|1day>.positions.parquet``.
+   ``--only collect`` / ``pipeline`` / ``longshort`` / ``nested`` runs only step 5 / 6 / 7 / 8 (the data
+   directory must exist).
 
 Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
@@ -312,17 +318,68 @@ def long_short_goldens(out: Path) -> None:
     (out / "long_short.json").write_text(json.dumps({"cases": LONG_SHORT_CASES}, indent=1) + "\n")
 
 
+#: the outer orders of the nested backtest (week starts; odd amounts exercise TWAP's rounding, a sell above the
+#: holding is clipped, 2016-03-21's week has 4 days, 2016-05-31's runs past end_time)
+NESTED_ORDERS = [
+    ["2016-03-07", "AAPL", 1003, "buy"], ["2016-03-07", "MSFT", 2007, "buy"], ["2016-03-07", "XOM", 1499, "buy"],
+    ["2016-03-21", "AAPL", 601, "sell"], ["2016-03-21", "JPM", 777, "buy"],
+    ["2016-04-04", "AMZN", 303, "buy"], ["2016-04-04", "MSFT", 2007, "sell"], ["2016-04-04", "XOM", 5000, "sell"],
+    ["2016-05-02", "AAPL", 2, "buy"], ["2016-05-02", "AMGN", 611, "buy"],
+    ["2016-05-31", "AMZN", 100, "sell"],
+]
+NESTED = {"start": "2016-03-01", "end": "2016-05-31", "account": 1e6, "benchmark": "SPX", "exchange": BT_EXCHANGE}
+
+
+def nested_executor_config() -> dict:
+    """The nested executor of step 8 (qlib class paths; our tests build the same config)."""
+    inner = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+             "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True, "track_data": True}}
+    return {"class": "NestedExecutor", "module_path": "qlib.backtest.executor",
+            "kwargs": {"time_per_step": "week", "generate_portfolio_metrics": True, "track_data": True,
+                       "inner_executor": inner,
+                       "inner_strategy": {"class": "TWAPStrategy",
+                                          "module_path": "qlib.contrib.strategy.rule_strategy"}}}
+
+
+def positions_frame(positions: dict) -> pd.DataFrame:
+    rows = [(d, c, float(v["amount"]), float(v["price"]), int(v.get("count_day", 0)), int(v.get("count_week", 0)))
+            for d, p in positions.items() for c, v in p.position.items() if isinstance(v, dict)]
+    return pd.DataFrame(rows, columns=["datetime", "instrument", "amount", "price", "count_day", "count_week"])
+
+
+def nested_goldens(out: Path) -> None:
+    """Step 8: a week-over-day nested backtest with TWAPStrategy (see the module docstring)."""
+    from qlib.backtest import collect_data
+
+    orders = pd.DataFrame(NESTED_ORDERS, columns=["datetime", "instrument", "amount", "direction"])
+    strategy = {"class": "FileOrderStrategy", "module_path": "qlib.contrib.strategy.rule_strategy",
+                "kwargs": {"file": orders}}
+    rv: dict = {}
+    decisions = list(collect_data(NESTED["start"], NESTED["end"], strategy, nested_executor_config(),
+                                  benchmark=NESTED["benchmark"], account=NESTED["account"],
+                                  exchange_kwargs=NESTED["exchange"], return_value=rv))
+    steps = [{"freq": d.strategy.trade_calendar.get_freq(), "start": str(d.start_time), "end": str(d.end_time),
+              "orders": [[o.stock_id, float(o.amount), int(o.direction), float(o.deal_amount)]
+                         for o in d.get_decision()]} for d in decisions]
+    for key, (report, positions) in rv["portfolio_dict"].items():
+        report.to_parquet(out / f"nested.{key}.report.parquet")
+        positions_frame(positions).to_parquet(out / f"nested.{key}.positions.parquet")
+    doc = {**NESTED, "orders": NESTED_ORDERS, "steps": steps, "levels": list(rv["portfolio_dict"])}
+    (out / "nested.json").write_text(json.dumps(doc) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "tests" / "golden" / "api"))
-    ap.add_argument("--only", choices=["collect", "pipeline", "longshort"], default=None)
+    ap.add_argument("--only", choices=["collect", "pipeline", "longshort", "nested"], default=None)
     args = ap.parse_args()
     out = Path(args.out)
     if args.only is not None:
         import qlib
 
         qlib.init(provider_uri=str(out / "data"), region="us", kernels=1)
-        steps = {"collect": collect_goldens, "pipeline": pipeline_goldens, "longshort": long_short_goldens}
+        steps = {"collect": collect_goldens, "pipeline": pipeline_goldens, "longshort": long_short_goldens,
+                 "nested": nested_goldens}
         steps[args.only](out)
         print("wrote", args.only, "goldens into", out)
         return
@@ -395,6 +452,7 @@ def main() -> None:
     collect_goldens(out)
     pipeline_goldens(out)
     long_short_goldens(out)
+    nested_goldens(out)
     print("wrote", out)
 
 

@@ -196,12 +196,14 @@ QLIB_ALIASES: dict[str, str] = {
     "TopkDropoutStrategy": "qlib_prefect.backtest.strategy",
     "WeightStrategyBase": "qlib_prefect.backtest.weight",
     "FileOrderStrategy": "qlib_prefect.backtest.rule_strategy",
+    "TWAPStrategy": "qlib_prefect.backtest.rule_strategy",
     "SoftTopkStrategy": "qlib_prefect.backtest.weight",
     "OrderGenerator": "qlib_prefect.backtest.weight",
     "OrderGenWInteract": "qlib_prefect.backtest.weight",
     "OrderGenWOInteract": "qlib_prefect.backtest.weight",
     "BaseSignalStrategy": "qlib_prefect.backtest.strategy",
     "SimulatorExecutor": "qlib_prefect.backtest.executor",
+    "NestedExecutor": "qlib_prefect.backtest.executor",
     "Exchange": "qlib_prefect.backtest.exchange",
     # backtest runtime objects (qlib.backtest.decision / position / report / utils, qlib.backtest)
     "collect_data": "qlib_prefect.backtest.engine",
@@ -222,6 +224,7 @@ QLIB_ALIASES: dict[str, str] = {
     "PortfolioMetrics": "qlib_prefect.backtest.report",
     "Indicator": "qlib_prefect.backtest.report",
     "TradeCalendarManager": "qlib_prefect.backtest.utils",
+    "get_start_end_idx": "qlib_prefect.backtest.utils",
     # task
     "RollingGen": "qlib_prefect.task.gen",
     "MultiHorizonGenBase": "qlib_prefect.task.gen",
