@@ -32,7 +32,17 @@ Steps:
    ``qlib.backtest.report.PortfolioMetrics`` benchmark series (SPX) and a step sample into the same JSON.
 6. qlib's tests/test_all_pipeline.py on the cut (LightGBM on Alpha158/sp500 2016, PortAnaRecord TopkDropout 3/1
    on the test segment): the risk frame into ``<out>/all_pipeline.json``.
-   ``--only collect`` / ``--only pipeline`` runs only step 5 / 6 (the data directory must exist).
+7. ``qlib.contrib.evaluate.long_short_backtest`` (``LONG_SHORT_CASES`` on the score of step 4): qlib 0.9.7's
+   function cannot run, so its installed source is copied with exactly the fixes of ``LONG_SHORT_FIXES`` (each
+   replacement must match) and monkeypatched into ``qlib.contrib.evaluate``; ``<out>/long_short.<case>.parquet``
+   (columns ``long short long_short``) and ``<out>/long_short.json`` (the cases).
+8. a nested backtest (qlib's ``NestedExecutor(time_per_step="week")`` over a daily ``SimulatorExecutor`` with
+   ``TWAPStrategy``; outer ``FileOrderStrategy`` on ``NESTED_ORDERS``; 2016-03-01 .. 2016-05-31, so the last
+   week runs past ``end_time``) through ``collect_data`` (``track_data`` at both levels): ``<out>/nested.json``
+   (every decision's level, times and orders after dealing), ``<out>/nested.<1week|1day>.report.parquet`` and
+   ``<out>/nested.<1week|1day>.positions.parquet``.
+   ``--only collect`` / ``pipeline`` / ``longshort`` / ``nested`` runs only step 5 / 6 / 7 / 8 (the data
+   directory must exist).
 
 Run with ``PYTHONHASHSEED=0`` (SoftTopkStrategy iterates a ``set`` of codes: float sums in that order).
 Deterministic; re-running rewrites the same files.
@@ -259,17 +269,118 @@ def pipeline_goldens(out: Path) -> None:
     (out / "all_pipeline.json").write_text(json.dumps(risk, indent=1, sort_keys=True) + "\n")
 
 
+#: name -> (prediction window, long_short_backtest kwargs besides pred)
+LONG_SHORT_CASES = {
+    "top2": (("2016-01-04", "2016-12-30"), {"topk": 2}),
+    "top4": (("2016-01-04", "2016-06-30"), {"topk": 4}),
+    "limit_open_shift2": (("2016-03-01", "2016-11-30"), {"topk": 2, "limit_threshold": 0.02, "deal_price": "open",
+                                                         "shift": 2, "extract_codes": True}),
+}
+#: (qlib 0.9.7's text, the fix, count): the only changes to qlib's long_short_backtest for the golden
+LONG_SHORT_FIXES = [
+    # get_exchange() has no pred/shift/extract_codes (ValueError: Get Unexpected arguments): the evident intent of
+    # extract_codes is the exchange's codes
+    ("        pred=pred,\n",
+     "        codes=sorted(set(pred.index.get_level_values('instrument'))) if extract_codes else 'all',\n", 1),
+    ("        extract_codes=extract_codes,\n        shift=shift,\n", "", 1),
+    # 0.9.7's Exchange.is_stock_tradable / check_stock_suspended take start_time, end_time (no trade_date)
+    ("is_stock_tradable(stock_id=stock, trade_date=date)",
+     "is_stock_tradable(stock_id=stock, start_time=date, end_time=date)", 2),
+    ("check_stock_suspended(stock_id=stock, trade_date=date)",
+     "check_stock_suspended(stock_id=stock, start_time=date, end_time=date)", 1),
+    # the "all" loop iterated level 0 of the (datetime, instrument) index, i.e. dates: iterate the instruments
+    ("index.get_level_values(level=0)", "index.get_level_values(level='instrument')", 1),
+]
+
+
+def long_short_goldens(out: Path) -> None:
+    """Step 7: qlib's ``long_short_backtest`` with ``LONG_SHORT_FIXES`` only (see the module docstring)."""
+    import inspect
+    import warnings
+
+    import qlib.contrib.evaluate as qe
+
+    src = inspect.getsource(qe.long_short_backtest)
+    for old, new, count in LONG_SHORT_FIXES:
+        assert src.count(old) == count, (old, src.count(old))
+        src = src.replace(old, new)
+    scope = dict(vars(qe))
+    exec(compile(src, qe.__file__, "exec"), scope)
+    qe.long_short_backtest = scope["long_short_backtest"]  # monkeypatched: the oracle's own name runs the copy
+    pred = pd.read_parquet(out / "pred.parquet")
+    for name, ((s, e), kw) in LONG_SHORT_CASES.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # np.mean([]) on days without a tradable stock
+            res = qe.long_short_backtest(pred.loc(axis=0)[s:e], **kw)
+        df = pd.DataFrame({k: res[k] for k in ("long", "short", "long_short")})
+        df.index = pd.DatetimeIndex(df.index).astype("datetime64[ns]")
+        df.to_parquet(out / f"long_short.{name}.parquet")
+    (out / "long_short.json").write_text(json.dumps({"cases": LONG_SHORT_CASES}, indent=1) + "\n")
+
+
+#: the outer orders of the nested backtest (week starts; odd amounts exercise TWAP's rounding, a sell above the
+#: holding is clipped, 2016-03-21's week has 4 days, 2016-05-31's runs past end_time)
+NESTED_ORDERS = [
+    ["2016-03-07", "AAPL", 1003, "buy"], ["2016-03-07", "MSFT", 2007, "buy"], ["2016-03-07", "XOM", 1499, "buy"],
+    ["2016-03-21", "AAPL", 601, "sell"], ["2016-03-21", "JPM", 777, "buy"],
+    ["2016-04-04", "AMZN", 303, "buy"], ["2016-04-04", "MSFT", 2007, "sell"], ["2016-04-04", "XOM", 5000, "sell"],
+    ["2016-05-02", "AAPL", 2, "buy"], ["2016-05-02", "AMGN", 611, "buy"],
+    ["2016-05-31", "AMZN", 100, "sell"],
+]
+NESTED = {"start": "2016-03-01", "end": "2016-05-31", "account": 1e6, "benchmark": "SPX", "exchange": BT_EXCHANGE}
+
+
+def nested_executor_config() -> dict:
+    """The nested executor of step 8 (qlib class paths; our tests build the same config)."""
+    inner = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+             "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True, "track_data": True}}
+    return {"class": "NestedExecutor", "module_path": "qlib.backtest.executor",
+            "kwargs": {"time_per_step": "week", "generate_portfolio_metrics": True, "track_data": True,
+                       "inner_executor": inner,
+                       "inner_strategy": {"class": "TWAPStrategy",
+                                          "module_path": "qlib.contrib.strategy.rule_strategy"}}}
+
+
+def positions_frame(positions: dict) -> pd.DataFrame:
+    rows = [(d, c, float(v["amount"]), float(v["price"]), int(v.get("count_day", 0)), int(v.get("count_week", 0)))
+            for d, p in positions.items() for c, v in p.position.items() if isinstance(v, dict)]
+    return pd.DataFrame(rows, columns=["datetime", "instrument", "amount", "price", "count_day", "count_week"])
+
+
+def nested_goldens(out: Path) -> None:
+    """Step 8: a week-over-day nested backtest with TWAPStrategy (see the module docstring)."""
+    from qlib.backtest import collect_data
+
+    orders = pd.DataFrame(NESTED_ORDERS, columns=["datetime", "instrument", "amount", "direction"])
+    strategy = {"class": "FileOrderStrategy", "module_path": "qlib.contrib.strategy.rule_strategy",
+                "kwargs": {"file": orders}}
+    rv: dict = {}
+    decisions = list(collect_data(NESTED["start"], NESTED["end"], strategy, nested_executor_config(),
+                                  benchmark=NESTED["benchmark"], account=NESTED["account"],
+                                  exchange_kwargs=NESTED["exchange"], return_value=rv))
+    steps = [{"freq": d.strategy.trade_calendar.get_freq(), "start": str(d.start_time), "end": str(d.end_time),
+              "orders": [[o.stock_id, float(o.amount), int(o.direction), float(o.deal_amount)]
+                         for o in d.get_decision()]} for d in decisions]
+    for key, (report, positions) in rv["portfolio_dict"].items():
+        report.to_parquet(out / f"nested.{key}.report.parquet")
+        positions_frame(positions).to_parquet(out / f"nested.{key}.positions.parquet")
+    doc = {**NESTED, "orders": NESTED_ORDERS, "steps": steps, "levels": list(rv["portfolio_dict"])}
+    (out / "nested.json").write_text(json.dumps(doc) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "tests" / "golden" / "api"))
-    ap.add_argument("--only", choices=["collect", "pipeline"], default=None)
+    ap.add_argument("--only", choices=["collect", "pipeline", "longshort", "nested"], default=None)
     args = ap.parse_args()
     out = Path(args.out)
     if args.only is not None:
         import qlib
 
         qlib.init(provider_uri=str(out / "data"), region="us", kernels=1)
-        (collect_goldens if args.only == "collect" else pipeline_goldens)(out)
+        steps = {"collect": collect_goldens, "pipeline": pipeline_goldens, "longshort": long_short_goldens,
+                 "nested": nested_goldens}
+        steps[args.only](out)
         print("wrote", args.only, "goldens into", out)
         return
     write_data(out / "data")
@@ -340,6 +451,8 @@ def main() -> None:
     (out / "goldens.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
     collect_goldens(out)
     pipeline_goldens(out)
+    long_short_goldens(out)
+    nested_goldens(out)
     print("wrote", out)
 
 

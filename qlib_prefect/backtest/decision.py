@@ -8,8 +8,9 @@ strategy may return a decision object instead of a list (the engine deals ``deci
 A decision reads ``strategy.trade_calendar`` (set by the engine) for its step times, as in qlib.
 
 Deliberate differences: ``Order`` is our slotted class (same fields, ``parse_dir``/``key``/``date`` as qlib);
-trade ranges only matter to nested executors (out of scope), so they are stored and evaluated but never
-restrict the daily step; ``get_data_cal_range_limit`` (minute data) is not offered.
+trade ranges only matter to nested executors: an outer decision's range limits the inner days of a weekly
+:class:`~qlib_prefect.backtest.executor.NestedExecutor` (and ``TWAPStrategy``'s split), otherwise they are stored
+and evaluated but restrict nothing; ``get_data_cal_range_limit`` (minute data) is not offered.
 
 Example:
     >>> d = TradeDecisionWO([Order("AAPL", 10.0, OrderDir.BUY)], strategy=None)

@@ -6,6 +6,8 @@ bar end (held, non-suspended stocks re-priced at ``$close``; holding counts + 1;
 trade indicators).
 
 Returns qlib's shapes: ``({"1day": (report_df, positions)}, {"1day": (indicators_df, indicator)})``.
+With a :class:`~qlib_prefect.backtest.executor.NestedExecutor` (weekly outer steps over daily inner ones, see
+its docstring) the loop is :func:`_nested_steps` and the portfolio dict also has ``"1week"``.
 The loop is one generator (``_steps``): :func:`backtest` drains it; :func:`collect_data` (qlib's) yields each
 step's :class:`~qlib_prefect.backtest.decision.TradeDecisionWO` from it. The strategy's ``trade_calendar`` is a
 daily :class:`~qlib_prefect.backtest.utils.TradeCalendarManager` at the current step.
@@ -34,10 +36,11 @@ import pandas as pd
 
 from qlib_prefect.backtest.decision import BaseTradeDecision, TradeDecisionWO
 from qlib_prefect.backtest.exchange import Exchange
-from qlib_prefect.backtest.executor import BaseExecutor, SimulatorExecutor
+from qlib_prefect.backtest.executor import BaseExecutor, NestedExecutor, SimulatorExecutor
 from qlib_prefect.backtest.position import Account, Indicator, Position
-from qlib_prefect.backtest.strategy import BaseStrategy, StepContext
-from qlib_prefect.backtest.utils import TradeCalendarManager
+from qlib_prefect.backtest.rule_strategy import TWAPStrategy
+from qlib_prefect.backtest.strategy import BaseSignalStrategy, BaseStrategy, StepContext
+from qlib_prefect.backtest.utils import TradeCalendarManager, get_start_end_idx, week_calendar
 from qlib_prefect.errors import BacktestError
 
 if TYPE_CHECKING:
@@ -173,7 +176,14 @@ def get_strategy_executor(strategy: Any, executor: Any) -> tuple[BaseStrategy, B
         raise BacktestError(f"backtest: cannot build strategy/executor: {e}") from e
     if not isinstance(strat, BaseStrategy):
         raise BacktestError(f"backtest: strategy must be a qlib_prefect strategy, got {type(strat).__name__}")
-    if not isinstance(ex, SimulatorExecutor):
+    if isinstance(ex, NestedExecutor):
+        if isinstance(strat, BaseSignalStrategy):
+            raise BacktestError(f"backtest: {type(strat).__name__} cannot be the outer strategy of a NestedExecutor "
+                                "(it reads daily quotes and signals; qlib prices its weekly orders over the week)")
+        if not isinstance(ex.inner_strategy, TWAPStrategy):
+            raise BacktestError("backtest: the NestedExecutor's inner_strategy must be a TWAPStrategy, got "
+                                f"{type(ex.inner_strategy).__name__}")
+    elif not isinstance(ex, SimulatorExecutor):
         raise BacktestError(f"backtest: executor must be a SimulatorExecutor, got {type(ex).__name__}")
     return strat, ex
 
@@ -277,15 +287,19 @@ def _steps(
         except TypeError as e:
             raise BacktestError(f"backtest: bad exchange_kwargs: {e}") from e
     strat, ex = get_strategy_executor(strategy, executor)
+    nested = isinstance(ex, NestedExecutor)
+    day_ex = ex.inner_executor if nested else ex
     acc = Account(init_cash=init_cash, position_dict=pos_dict, freq="day",
-                  port_metr_enabled=ex.generate_portfolio_metrics)
+                  port_metr_enabled=day_ex.generate_portfolio_metrics)
     needed = strat.needed_codes(cal)
     exchange.load(None if needed is None else [*needed, *acc.current_position.get_stock_list()])
     _fill_prices(acc.current_position, start, provider)
-    bench_series = benchmark_returns(benchmark, start_time, end_time, provider) if ex.generate_portfolio_metrics \
-        else None
-    benches = _step_bench(bench_series, cal, s, e)
+    metrics_any = ex.generate_portfolio_metrics or day_ex.generate_portfolio_metrics
+    bench_series = benchmark_returns(benchmark, start_time, end_time, provider) if metrics_any else None
     strat.reset(trade_exchange=exchange, calendar=cal, extra_codes=acc.current_position.get_stock_list())
+    if nested:
+        return (yield from _nested_steps(strat, ex, acc, exchange, cal, start, end, bench_series, track))
+    benches = _step_bench(bench_series, cal, s, e)
     trade_calendar = TradeCalendarManager("day", cal[s], cal[e], calendar=cal)
     strat.trade_calendar = trade_calendar
     track = track and ex.track_data
@@ -331,4 +345,101 @@ def _steps(
         portfolio[key] = acc.get_portfolio_metrics()
     indicators: INDICATOR_METRIC = {key: (acc.indicator.generate_trade_indicators_dataframe(), acc.indicator)}
     trade_calendar.trade_step = trade_calendar.trade_len
+    return portfolio, indicators
+
+
+def _nested_steps(
+    strat: BaseStrategy, ex: NestedExecutor, acc: Account, exchange: Exchange, cal: pd.DatetimeIndex,
+    start: pd.Timestamp, end: pd.Timestamp, bench_series: pd.Series | None, track: bool,
+) -> Generator[BaseTradeDecision, Any, tuple[PORT_METRIC, INDICATOR_METRIC]]:
+    """qlib's ``NestedExecutor`` loop, weekly over daily (see its docstring): per week of the resampled week
+    calendar from the first week start >= ``start`` to the last <= ``end``, the outer decision, then (unless
+    empty) the inner TWAP steps over the week's trading days, each dealt and closed as a day bar; then the week
+    bar (re-price at the week's last close, ``count_week``, the ``"1week"`` report row)."""
+    inner_ex, inner = ex.inner_executor, ex.inner_strategy
+    wcal = week_calendar(cal)
+    ws = bisect.bisect_left(wcal, start)
+    we = bisect.bisect_right(wcal, end) - 1
+    if we < ws:
+        raise BacktestError(f"backtest: no week starts between start_time={start.date()} and end_time={end.date()}")
+    one_sec, one_day = pd.Timedelta(seconds=1), pd.Timedelta(days=1)
+    ncal = len(cal)
+    outer_acc = Account(init_cash=acc.init_cash, freq="week", port_metr_enabled=ex.generate_portfolio_metrics)
+    outer_acc.current_position = acc.current_position  # one position for both levels (qlib's shallow copy)
+    week_bench = _step_bench(bench_series, wcal, ws, we)
+    d_first = bisect.bisect_left(cal, wcal[ws])
+    d_last = ncal - 1 if we + 1 >= len(wcal) else bisect.bisect_left(cal, wcal[we + 1]) - 1
+    day_bench = _step_bench(bench_series, cal, d_first, d_last)
+    outer_tc = TradeCalendarManager("week", wcal[ws], wcal[we], calendar=cal)
+    strat.trade_calendar = outer_tc
+    inner.reset(trade_exchange=exchange, calendar=cal, extra_codes=[])
+    date_row, col = exchange._date_row, exchange.col
+    track = track and ex.track_data
+
+    def reprice(rows: list[int]) -> None:
+        """qlib's ``update_current_position`` over ``rows``: held stocks not suspended all along get the last close."""
+        p = acc.current_position.position
+        for code in acc.current_position.get_stock_list():
+            j = col.get(code, -1)
+            if j < 0 or not rows:
+                continue
+            ok = [r for r in rows if not exchange.suspended[r, j]]
+            if ok:
+                p[code]["price"] = float(exchange.close[ok[-1], j])
+
+    def count(bar: str) -> None:
+        p = acc.current_position.position
+        for code in acc.current_position.get_stock_list():
+            p[code][bar] = p[code].get(bar, 0) + 1
+
+    for k in range(ws, we + 1):
+        w0 = wcal[k]
+        w_end = wcal[k + 1] - one_sec if k + 1 < len(wcal) else cal[-1] + one_day - one_sec
+        d0, d1 = bisect.bisect_left(cal, w0), bisect.bisect_right(cal, w_end) - 1
+        outer_tc.trade_step = k - ws
+        res = strat.generate_trade_decision(StepContext(d0, date_row.get(w0, -1), w0, w_end, acc.current_position,
+                                                        freq="week"))  # fmt: skip
+        decision = res if isinstance(res, BaseTradeDecision) else TradeDecisionWO(res, strat)
+        if track:
+            yield decision
+        if not (decision.empty() and ex.skip_empty_decision):
+            inner_tc = TradeCalendarManager("day", w0, w_end, calendar=cal)
+            inner.trade_calendar = inner_tc
+            inner.reset(outer_trade_decision=decision)
+            prev: list | None = None
+            while not inner_tc.finished():
+                decision.update(inner_tc)
+                lo, hi = get_start_end_idx(inner_tc, decision)
+                if ex.align_range_limit and not lo <= inner_tc.trade_step <= hi:
+                    inner_tc.step()
+                    continue
+                t = d0 + inner_tc.trade_step
+                day = cal[t]
+                day_end = cal[t + 1] - one_sec if t + 1 < ncal else day + one_day - one_sec
+                row = date_row.get(day, -1)
+                res = inner.generate_trade_decision(StepContext(t, row, day, day_end, acc.current_position),
+                                                    execute_result=prev)  # fmt: skip
+                orders = res.get_decision() if isinstance(res, BaseTradeDecision) else res
+                if track:
+                    yield res if isinstance(res, BaseTradeDecision) else TradeDecisionWO(orders, inner)
+                prev = inner_ex.execute(orders, acc, exchange)
+                reprice([row] if row >= 0 else [])
+                count("count_day")
+                if acc.is_port_metr_enabled():
+                    acc.close_bar(day, day_bench[t - d_first])
+                acc.indicator.record_step(day, prev, inner_ex.ffr_method, inner_ex.pa_method)
+                inner_tc.step()
+        reprice([r for r in (date_row.get(d, -1) for d in cal[d0:d1 + 1]) if r >= 0])
+        count("count_week")
+        if outer_acc.is_port_metr_enabled():
+            outer_acc.total_turnover, outer_acc.total_cost = acc.total_turnover, acc.total_cost
+            outer_acc.close_bar(w0, week_bench[k - ws])
+    outer_tc.trade_step = outer_tc.trade_len
+    portfolio: PORT_METRIC = {}
+    if outer_acc.is_port_metr_enabled():
+        portfolio[ex.freq_key] = outer_acc.get_portfolio_metrics()
+    if acc.is_port_metr_enabled():
+        portfolio[inner_ex.freq_key] = acc.get_portfolio_metrics()
+    indicators: INDICATOR_METRIC = {inner_ex.freq_key: (acc.indicator.generate_trade_indicators_dataframe(),
+                                                        acc.indicator)}  # fmt: skip
     return portfolio, indicators

@@ -1,9 +1,11 @@
-"""``qlib.backtest.utils.TradeCalendarManager``: the step calendar a strategy sees (daily only).
+"""``qlib.backtest.utils.TradeCalendarManager``: the step calendar a strategy sees (daily, or weekly for the
+outer level of a :class:`~qlib_prefect.backtest.executor.NestedExecutor`), and ``get_start_end_idx``.
 
 qlib builds it from ``Cal.calendar(freq, future=True)`` inside its executor; here :func:`backtest` /
 :func:`collect_data` build it from the provider's calendar and set it on the strategy as ``trade_calendar``
 (advanced each step), so qlib code reading ``strategy.trade_calendar`` (decision objects, ``get_step_time``)
-works. Deliberate difference: no ``level_infra`` (no nested executors), so ``get_data_cal_range`` is absent.
+works. The week calendar is qlib's ``resam_calendar(day, "week")``: the first trading day of each week.
+Deliberate difference: no ``level_infra``, so ``get_data_cal_range`` is absent.
 
 Example:
     >>> import pandas as pd
@@ -22,7 +24,25 @@ import pandas as pd
 
 from qlib_prefect.errors import BacktestError
 
-__all__ = ["TradeCalendarManager"]
+__all__ = ["TradeCalendarManager", "get_start_end_idx", "week_calendar"]
+
+_DAY = ("day", "1day", "1d")
+_WEEK = ("week", "1week", "1w")
+
+
+def week_calendar(day_calendar: Any) -> pd.DatetimeIndex:
+    """qlib's ``resam_calendar(calendar, "day", "week")``: the days whose weekday is below the previous day's."""
+    cal = pd.DatetimeIndex(day_calendar).normalize().unique()
+    dow = np.asarray(cal.dayofweek)
+    return cal[np.ediff1d(dow, to_begin=-1) < 0]
+
+
+def get_start_end_idx(trade_calendar: TradeCalendarManager, outer_trade_decision: Any) -> tuple[int, int]:
+    """qlib's helper: the inner step range (closed) the outer decision allows; all inner steps if it has none."""
+    try:
+        return outer_trade_decision.get_range_limit(inner_calendar=trade_calendar)
+    except NotImplementedError:
+        return 0, trade_calendar.get_trade_len() - 1
 
 
 def _epsilon_change(t: pd.Timestamp) -> pd.Timestamp:
@@ -39,8 +59,9 @@ class TradeCalendarManager:
         self.reset(freq=freq, start_time=start_time, end_time=end_time)
 
     def reset(self, freq: str, start_time: Any = None, end_time: Any = None) -> None:
-        if freq not in ("day", "1day", "1d"):
-            raise BacktestError(f"TradeCalendarManager: only the daily calendar is supported, got {freq!r}")
+        if freq not in _DAY + _WEEK:
+            raise BacktestError(f"TradeCalendarManager: only the daily and weekly calendars are supported, "
+                                f"got {freq!r}")
         self.freq = freq
         self.start_time = pd.Timestamp(start_time) if start_time else None
         self.end_time = pd.Timestamp(end_time) if end_time else None
@@ -53,6 +74,8 @@ class TradeCalendarManager:
                 cal = pd.DatetimeIndex(prov.calendar(future=True))
             except TypeError:
                 cal = pd.DatetimeIndex(prov.calendar())
+        if freq in _WEEK:
+            cal = week_calendar(cal)
         self._calendar = cal.values
         s = 0 if self.start_time is None else int(np.searchsorted(self._calendar, self.start_time.to_datetime64()))
         e = (len(cal) - 1 if self.end_time is None

@@ -199,3 +199,118 @@ def test_task_handler_helpers(api_data: None, tmp_path: Path) -> None:
     assert isinstance(h, DataHandlerLP) and task["dataset"]["kwargs"]["handler"] is h
     with pytest.raises(ConfigError, match="does not contain a handler"):
         init_task_handler({"dataset": {"kwargs": {}}})
+
+
+LONG_SHORT = json.loads((GOLD / "long_short.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", sorted(LONG_SHORT))
+def test_long_short_backtest_equals_qlib(api_data: None, case: str) -> None:
+    """qlib 0.9.7's long_short_backtest with only its call bugs fixed (the golden's LONG_SHORT_FIXES). Tolerance:
+    the profits are float32 expressions (as qlib's), summed in float64 in both: rtol 1e-6, atol 1e-9."""
+    from qlib_prefect.config.classpath import resolve_class
+
+    fn = resolve_class("long_short_backtest", "qlib.contrib.evaluate")
+    (start, end), kw = LONG_SHORT[case]
+    pred = pd.read_parquet(GOLD / "pred.parquet").loc(axis=0)[start:end]
+    got = fn(pred, **kw)
+    want = pd.read_parquet(GOLD / f"long_short.{case}.parquet")
+    assert set(got) == {"long", "short", "long_short"}
+    for key in ("long", "short", "long_short"):
+        s = got[key]
+        assert s.index.equals(pd.DatetimeIndex(want.index)), key
+        np.testing.assert_allclose(s.to_numpy(), want[key].to_numpy(), rtol=1e-6, atol=1e-9, err_msg=key)
+    # the series are not trivially NaN/zero: the golden exercises skipped (suspended / limited) stocks
+    assert want["long"].notna().sum() > 0.5 * len(want)
+
+
+def test_long_short_backtest_edges(api_data: None) -> None:
+    from qlib_prefect.backtest.evaluate import long_short_backtest
+    from qlib_prefect.errors import BacktestError
+
+    pred = pd.read_parquet(GOLD / "pred.parquet")
+    week = pred.loc(axis=0)["2016-03-01":"2016-03-07"]
+    a = long_short_backtest(week, topk=2)
+    b = long_short_backtest(week["score"].swaplevel().sort_index(), topk=2)  # a Series, (instrument, datetime)
+    for k in a:
+        pd.testing.assert_series_equal(a[k], b[k])
+    assert list(a["long"].index.strftime("%m-%d")) == ["03-02", "03-03", "03-04", "03-07", "03-08"]
+    with pytest.raises(BacktestError, match="shift must be >= 0"):
+        long_short_backtest(week, shift=-1)
+
+
+NESTED = json.loads((GOLD / "nested.json").read_text())
+REPORT_COLS = ["account", "return", "total_turnover", "turnover", "total_cost", "cost", "value", "cash", "bench"]
+
+
+def _nested_executor(**inner_kw: object) -> dict:
+    inner = {"class": "SimulatorExecutor", "module_path": "qlib.backtest.executor",
+             "kwargs": {"time_per_step": "day", "generate_portfolio_metrics": True, "track_data": True, **inner_kw}}
+    return {"class": "NestedExecutor", "module_path": "qlib.backtest.executor",
+            "kwargs": {"time_per_step": "week", "generate_portfolio_metrics": True, "track_data": True,
+                       "inner_executor": inner,
+                       "inner_strategy": {"class": "TWAPStrategy",
+                                          "module_path": "qlib.contrib.strategy.rule_strategy"}}}  # fmt: skip
+
+
+def _order_strategy() -> dict:
+    orders = pd.DataFrame(NESTED["orders"], columns=["datetime", "instrument", "amount", "direction"])
+    return {"class": "FileOrderStrategy", "module_path": "qlib.contrib.strategy.rule_strategy",
+            "kwargs": {"file": orders}}  # fmt: skip
+
+
+def test_nested_twap_backtest_equals_qlib(api_data: None) -> None:
+    """qlib's NestedExecutor(week) over SimulatorExecutor(day) with TWAPStrategy, outer FileOrderStrategy: every
+    decision (level, times, orders, deal amounts) exactly, both reports at rtol 1e-9 / atol 1e-6, both levels'
+    positions (amount, price, count_day, count_week) at rtol 1e-9."""
+    from qlib_prefect.backtest import collect_data
+
+    rv: dict = {}
+    decisions = list(collect_data(NESTED["start"], NESTED["end"], _order_strategy(), _nested_executor(),
+                                  benchmark=NESTED["benchmark"], account=NESTED["account"],
+                                  exchange_kwargs=NESTED["exchange"], return_value=rv))  # fmt: skip
+    steps = [{"freq": d.strategy.trade_calendar.get_freq(), "start": str(d.start_time), "end": str(d.end_time),
+              "orders": [[o.stock_id, float(o.amount), int(o.direction), float(o.deal_amount)]
+                         for o in d.get_decision()]} for d in decisions]  # fmt: skip
+    assert steps == NESTED["steps"]
+    assert list(rv["portfolio_dict"]) == NESTED["levels"] == ["1week", "1day"]
+    for key, (report, positions) in rv["portfolio_dict"].items():
+        want = pd.read_parquet(GOLD / f"nested.{key}.report.parquet")
+        assert report.index.equals(want.index), key
+        np.testing.assert_allclose(report[REPORT_COLS].to_numpy(float), want[REPORT_COLS].to_numpy(float),
+                                   rtol=1e-9, atol=1e-6, err_msg=key)  # fmt: skip
+        rows = [(d, c, float(v["amount"]), float(v["price"]), int(v.get("count_day", 0)), int(v.get("count_week", 0)))
+                for d, p in positions.items() for c, v in p.position.items() if isinstance(v, dict)]  # fmt: skip
+        got = pd.DataFrame(rows, columns=["datetime", "instrument", "amount", "price", "count_day", "count_week"])
+        wantp = pd.read_parquet(GOLD / f"nested.{key}.positions.parquet")
+        keys = ["datetime", "instrument"]
+        got, wantp = got.sort_values(keys).reset_index(drop=True), wantp.sort_values(keys).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got[keys], wantp[keys], check_dtype=False)
+        assert (got[["count_day", "count_week"]].to_numpy() == wantp[["count_day", "count_week"]].to_numpy()).all()
+        np.testing.assert_allclose(got[["amount", "price"]].to_numpy(), wantp[["amount", "price"]].to_numpy(),
+                                   rtol=1e-9)  # fmt: skip
+    assert list(rv["indicator_dict"]) == ["1day"]  # the weekly trade indicators are not computed
+
+
+def test_nested_executor_resolves_and_rejects_what_it_cannot_run(api_data: None) -> None:
+    from qlib_prefect.backtest import backtest
+    from qlib_prefect.backtest.executor import NestedExecutor
+    from qlib_prefect.backtest.rule_strategy import TWAPStrategy
+    from qlib_prefect.config.classpath import resolve_class
+    from qlib_prefect.errors import BacktestError, ConfigError
+
+    assert resolve_class("NestedExecutor", "qlib.backtest.executor") is NestedExecutor
+    assert resolve_class("TWAPStrategy", "qlib.contrib.strategy.rule_strategy") is TWAPStrategy
+    conf = _nested_executor()
+    with pytest.raises(ConfigError, match="only 'week'"):
+        NestedExecutor(**{**conf["kwargs"], "time_per_step": "day"})
+    pred = pd.read_parquet(GOLD / "pred.parquet")["score"]
+    topk = {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+            "kwargs": {"signal": pred, "topk": 3, "n_drop": 1}}  # fmt: skip
+    with pytest.raises(BacktestError, match="cannot be the outer strategy"):
+        backtest(NESTED["start"], NESTED["end"], topk, conf, benchmark="SPX", account=1e6,
+                 exchange_kwargs=NESTED["exchange"])  # fmt: skip
+    bad = {**conf, "kwargs": {**conf["kwargs"], "inner_strategy": _order_strategy()}}
+    with pytest.raises(BacktestError, match="must be a TWAPStrategy"):
+        backtest(NESTED["start"], NESTED["end"], _order_strategy(), bad, benchmark="SPX", account=1e6,
+                 exchange_kwargs=NESTED["exchange"])  # fmt: skip
