@@ -167,15 +167,17 @@ def _save_frame(folder: Path, name: str, df: pd.DataFrame) -> dict:
         raise TypeError(f"unsupported dtype {dtype}")
     # column by column into a Fortran-order .npy (pandas keeps a frame's columns contiguous, so nothing is copied
     # or transposed), with plain file writes: no writable memory map, whose pages would count in the RSS
+    # the checksum is taken of the bytes as they are written (the file's data in order): no read-back
     path = folder / f"{name}.values.npy"
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": True, "shape": tuple(df.shape)}
+    crc = 0
     with path.open("wb") as f:
         np.lib.format.write_array_header_2_0(f, header)
         for j in range(df.shape[1]):
-            f.write(np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=dtype)).data)
-    values = np.load(path, mmap_mode="r")  # read-only view for the checksum
-    return {"shape": list(values.shape), "dtype": str(dtype), "crc": _crc(values),
-            **_index_meta(folder, name, df.index, df.columns)}
+            col = np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=dtype)).data
+            f.write(col)
+            crc = zlib.crc32(col, crc)
+    return {"shape": list(df.shape), "dtype": str(dtype), "crc": crc, **_index_meta(folder, name, df.index, df.columns)}
 
 
 def _index_meta(folder: Path, name: str, idx: pd.MultiIndex, cols: pd.Index) -> dict:
@@ -205,7 +207,8 @@ def _index_meta(folder: Path, name: str, idx: pd.MultiIndex, cols: pd.Index) -> 
 class FrameWriter:
     """A cache frame written column range by column range (the chunked build's output): a Fortran-order
     ``.npy`` of a known shape filled with plain positional writes (no writable memory map, whose dirty pages
-    would count in the RSS), then :meth:`finish` with the index and columns."""
+    would count in the RSS), then :meth:`finish` with the index and columns. Columns written in file order
+    (0, 1, 2, ...) are checksummed as they are written; otherwise :meth:`finish` reads the file back."""
 
     def __init__(self, *, folder: Path, name: str, shape: tuple[int, int], dtype: Any = np.float32) -> None:
         self.folder, self.name, self.shape, self.dtype = folder, name, tuple(shape), np.dtype(dtype)
@@ -215,30 +218,38 @@ class FrameWriter:
             np.lib.format.write_array_header_2_0(f, header)
             self.offset = f.tell()
             f.truncate(self.offset + self.shape[0] * self.shape[1] * self.dtype.itemsize)
+        self._crc: int | None = 0  # running CRC32 while columns arrive in file order, None once one does not
+        self._next = 0
 
     def write_column(self, j: int, values: np.ndarray) -> None:
         """Write one column (``rows`` values) at position ``j``."""
         if values.shape != (self.shape[0],) or not 0 <= j < self.shape[1]:
             raise ValueError(f"{self.name}: column {values.shape} at {j} does not fit {self.shape}")
+        data = np.ascontiguousarray(values, dtype=self.dtype).data
         with self.path.open("r+b") as f:
             f.seek(self.offset + j * self.shape[0] * self.dtype.itemsize)
-            f.write(np.ascontiguousarray(values, dtype=self.dtype).data)
+            f.write(data)
+        if self._crc is not None and j == self._next:
+            self._crc, self._next = zlib.crc32(data, self._crc), j + 1
+        else:
+            self._crc = None
 
     def write(self, j0: int, values: np.ndarray) -> None:
         """Write ``values`` (rows x k) as the columns ``j0 .. j0 + k - 1``."""
         if values.shape[0] != self.shape[0] or j0 + values.shape[1] > self.shape[1]:
             raise ValueError(f"{self.name}: block {values.shape} at column {j0} does not fit {self.shape}")
-        col_bytes = self.shape[0] * self.dtype.itemsize
-        with self.path.open("r+b") as f:
-            for j in range(values.shape[1]):
-                f.seek(self.offset + (j0 + j) * col_bytes)
-                f.write(np.ascontiguousarray(values[:, j], dtype=self.dtype).data)
+        for j in range(values.shape[1]):
+            self.write_column(j0 + j, values[:, j])
 
     def finish(self, index: pd.MultiIndex, columns: pd.Index) -> dict:
         """The frame's metadata (checksums included), once every column is written."""
-        values = np.load(self.path, mmap_mode="r")
-        meta = {"shape": list(values.shape), "dtype": str(self.dtype), "crc": _crc(values)}
-        del values
+        if self._crc is not None and self._next == self.shape[1]:
+            crc = self._crc
+        else:
+            values = np.load(self.path, mmap_mode="r")
+            crc = _crc(values)
+            del values
+        meta = {"shape": list(self.shape), "dtype": str(self.dtype), "crc": crc}
         return {**meta, **_index_meta(self.folder, self.name, index, columns)}
 
 
