@@ -15,11 +15,14 @@ processed copies and the expression engine's temporaries at once. The chunked bu
 3. streams every chunk's output columns into the handler cache entry (:class:`~qlib_prefect.data.cache.FrameWriter`);
    the handler then serves ``raw``/``infer``/``learn`` from the memory-mapped entry.
 
+Column selectors (``FilterCol``, ``DropCol``) keep in each chunk the chunk's columns of their whole-frame choice; the
+frames' columns are found first by running the selectors alone on an empty frame.
+
 The result is bit-identical to the in-memory build (tested). It is used when the cache is on, the processors are
-all column-local (the ones named above, ``Fillna``, ``TanhProcess``, ``HashStockFormat``) and the estimated
-in-memory peak exceeds ``QLIB_PREFECT_MAX_MEMORY`` (default: half the RAM); otherwise the in-memory build runs.
-Block and chunk sizes derive from that cap; a cap below one unit (one instrument's feature panel, or one column
-of every row) raises :class:`~qlib_prefect.errors.ConfigError` naming the setting.
+all column-local (the ones named above, ``Fillna``, ``TanhProcess``, ``HashStockFormat``, the column selectors) and
+the estimated in-memory peak exceeds ``QLIB_PREFECT_MAX_MEMORY`` (default: half the RAM); otherwise the in-memory
+build runs. Block and chunk sizes derive from that cap; a cap below one unit (one instrument's feature panel, or one
+column of every row) raises :class:`~qlib_prefect.errors.ConfigError` naming the setting.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def chunkable(handler: Any) -> str | None:
     if why is not None:
         return why
     local = (P.CSZScoreNorm, P.CSRankNorm, P.CSZFillna, P.ProcessInf, P.Fillna, P.TanhProcess, P.HashStockFormat,
-             P.ZScoreNorm, P.RobustZScoreNorm, P.MinMaxNorm)
+             P.ZScoreNorm, P.RobustZScoreNorm, P.MinMaxNorm, *_selectors())
     for proc in handler.get_all_processors():
         t = type(proc)
         if t in (P.DropnaProcessor, P.DropnaLabel, P.DropnaFeature):
@@ -99,6 +102,36 @@ def chunkable(handler: Any) -> str | None:
         elif t not in local:
             return f"processor {t.__name__} is not known to be column-local"
     return None
+
+
+def _selectors() -> tuple[type, ...]:
+    from qlib_prefect.data import processor as P
+
+    return (P.FilterCol, P.DropCol)
+
+
+def _frame_columns(handler: Any, columns: pd.Index) -> dict[str, pd.Index]:
+    """Each frame's columns (``raw``, ``infer``, ``learn``): the column selectors alone (the other chunkable
+    processors keep the columns) run on an empty frame, composed as ``process_data`` composes the processor
+    lists (``learn`` after ``shared`` for ``independent``, after ``infer`` for ``append``)."""
+    sel = _selectors()
+    empty = pd.DataFrame(np.empty((0, len(columns)), dtype=np.float32), columns=columns)
+
+    def run(df: pd.DataFrame, procs: list) -> pd.DataFrame:
+        for p in procs:
+            if isinstance(p, sel):
+                df = p.transform(df)
+        return df
+
+    shared = run(empty, handler.shared_processors)
+    infer = run(shared, handler.infer_processors)
+    learn = run(shared if handler.process_type == handler.PTYPE_I else infer, handler.learn_processors)
+    return {"raw": columns, "infer": infer.columns, "learn": learn.columns}
+
+
+def _keeps_a_feature(out_cols: dict[str, pd.Index], chunk: pd.Index) -> bool:
+    """Whether every processed frame keeps at least one of the feature columns ``chunk``."""
+    return all(chunk.isin(out_cols[dk]).any() for dk in ("infer", "learn"))
 
 
 def resolve_instruments(handler: Any, *, filtered: bool = True) -> Any:
@@ -190,8 +223,12 @@ class _Spill:
         with self.path.open("wb") as f:
             for j in range(df.shape[1]):
                 f.write(np.ascontiguousarray(df.iloc[:, j].to_numpy(dtype=np.float32)).data)
-        self.dates = np.asarray(df.index.get_level_values("datetime").asi8)
-        self.codes = np.asarray(df.index.get_level_values("instrument"), dtype=object)
+        # the index as level values + per-row codes (no per-row instrument strings)
+        idx = df.index
+        self.date_levels = pd.DatetimeIndex(idx.levels[0]).asi8
+        self.inst_levels = np.asarray(idx.levels[1].astype(str), dtype=object)
+        self.date_codes = np.asarray(idx.codes[0])
+        self.inst_codes = np.asarray(idx.codes[1])
 
     def read(self, j0: int, j1: int) -> np.ndarray:
         """Columns ``j0:j1`` as a (rows, j1 - j0) Fortran-order array."""
@@ -210,6 +247,8 @@ def _merge_fitted(chunks: list[list[Any]], columns: pd.Index) -> list[Any]:
         if not isinstance(first, _FitWindow) or not hasattr(first, "cols"):
             out.append(first)
             continue
+        # a chunk whose columns a selector dropped fitted none: take the attributes' shapes from one that did
+        first = next((procs[k] for procs in chunks if len(procs[k].cols)), first)
         per_col: dict[Any, dict[str, Any]] = {}
         attrs = [a for a, v in vars(first).items() if isinstance(v, np.ndarray) and v.shape[:1] == (len(first.cols),)]
         for procs in chunks:
@@ -269,16 +308,17 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
         if columns is None or not spills:
             return False
         # the whole frame's (datetime, instrument) order: instruments of one block never interleave with another's
-        dates = np.concatenate([s.dates for s in spills])
-        codes = np.concatenate([s.codes for s in spills])
-        lv1, inst_codes = np.unique(codes.astype(str), return_inverse=True)
-        lv0, date_codes = np.unique(dates, return_inverse=True)
+        # global levels = the union of the blocks' levels; each block's row codes mapped onto them
+        lv0 = np.unique(np.concatenate([s.date_levels for s in spills]))
+        lv1 = np.unique(np.concatenate([s.inst_levels for s in spills]).astype(str))
+        date_codes = np.concatenate(
+            [np.searchsorted(lv0, s.date_levels).astype(np.int32)[s.date_codes] for s in spills])
+        inst_codes = np.concatenate(
+            [np.searchsorted(lv1, s.inst_levels.astype(str)).astype(np.int32)[s.inst_codes] for s in spills])
         order = np.lexsort((inst_codes, date_codes))  # row i of the frame is row order[i] of the spilled blocks
-        del dates, codes
         index = pd.MultiIndex(
             levels=[pd.DatetimeIndex(lv0.view("M8[ns]")), pd.Index(lv1, dtype=object)],
-            codes=[date_codes[order].astype(np.int32), inst_codes[order].astype(np.int32)],
-            names=["datetime", "instrument"], verify_integrity=False,
+            codes=[date_codes[order], inst_codes[order]], names=["datetime", "instrument"], verify_integrity=False,
         )
         del date_codes, inst_codes
         lev0 = columns.get_level_values(0)
@@ -287,32 +327,45 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
         if not len(feat) or not np.array_equal(feat, np.arange(feat[0], feat[-1] + 1)):
             raise ConfigError("chunked build: the feature columns are not one contiguous group")
         nrows = len(index)
+        out_cols = _frame_columns(handler, columns)
+        # a chunk whose own features a selector drops entirely would leave a frame without its feature group:
+        # such a chunk carries one kept feature of each frame along (column-local processors: its values in the
+        # chunk equal those of its own chunk; it is not written twice)
+        carriers = sorted({int(columns.get_loc(kept[0])) for kept in
+                           (out_cols[dk][out_cols[dk].get_level_values(0) == "feature"] for dk in ("infer", "learn"))
+                           if len(kept)})
 
-        def gather(j0: int, j1: int) -> np.ndarray:
-            out = np.empty((nrows, j1 - j0), dtype=np.float32, order="F")
+        def gather(cols: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+            """Columns ``cols`` of the frame in its row order, then the already gathered ``extra`` columns,
+            in one Fortran-order array (no concatenated copy)."""
+            k = len(cols) + (0 if extra is None else extra.shape[1])
+            out = np.empty((nrows, k), dtype=np.float32, order="F")
             src = np.empty(nrows, dtype=np.float32)
-            for j in range(j0, j1):
+            for i, j in enumerate(cols):
                 a = 0
                 for s in spills:
-                    src[a : a + s.rows] = s.read(j, j + 1)[:, 0]
+                    src[a : a + s.rows] = s.read(int(j), int(j) + 1)[:, 0]
                     a += s.rows
-                np.take(src, order, out=out[:, j - j0])
+                np.take(src, order, out=out[:, i])
+            if extra is not None:
+                out[:, len(cols) :] = extra
             return out
 
-        other_vals = np.concatenate([gather(int(j), int(j) + 1) for j in other], axis=1) if len(other) else None
+        other_vals = gather(other) if len(other) else None
         # pass 2: processors on column chunks, streamed into the entry
         entry = hcache.new_entry_dir(key)
         writers: dict[str, Any] = {}
         layout: dict[str, Any] = {}
         fitted: list[dict[str, list[Any]]] = []
+        late: dict[str, list[tuple[int, np.ndarray]]] = {}
         proc_names = ("shared_processors", "infer_processors", "learn_processors")
         orig = {n: getattr(handler, n) for n in proc_names}
         for c0 in range(int(feat[0]), int(feat[-1]) + 1, ncols):
             c1 = min(c0 + ncols, int(feat[-1]) + 1)
-            sel = np.r_[np.arange(c0, c1), other]
-            vals = gather(c0, c1)
-            if other_vals is not None:
-                vals = np.concatenate([vals, other_vals], axis=1) if c1 - c0 else other_vals
+            own = np.arange(c0, c1)
+            extra = [] if _keeps_a_feature(out_cols, columns[own]) else [j for j in carriers if not c0 <= j < c1]
+            sel = np.r_[own, extra, other].astype(np.int64)
+            vals = gather(np.r_[own, extra].astype(np.int64), other_vals)
             frame_cols = columns[sel]
             raw = _frame(vals, index, frame_cols, groups)
             del vals
@@ -338,20 +391,29 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
                         layout[dk] = seen[id(df)]
                         continue
                     seen[id(df)] = dk
-                    if not df.columns.equals(frame_cols):
-                        raise ConfigError("chunked build: a processor changed the columns")
                     layout[dk] = df.index
-                    writers[dk] = hcache.FrameWriter(folder=entry, name=dk, shape=(len(df), len(columns)))
-            targets = [*range(c0, c1), *(other.tolist() if c0 == int(feat[0]) else [])]
+                    writers[dk] = hcache.FrameWriter(folder=entry, name=dk, shape=(len(df), len(out_cols[dk])))
             for dk, w in writers.items():
                 df = out[dk]
                 if len(df) != w.shape[0]:
                     raise ConfigError(f"chunked build: the {dk} frame's rows differ between column chunks")
-                for k, j in enumerate(targets):  # column views of the frame's blocks: no consolidated copy
-                    w.write_column(int(j), df.iloc[:, k].to_numpy(dtype=np.float32))
+                pos = out_cols[dk].get_indexer(df.columns)
+                if (pos < 0).any() or len(np.unique(pos)) != len(pos):
+                    raise ConfigError(f"chunked build: a processor changed the {dk} frame's columns")
+                is_feat = df.columns.get_level_values(0) == "feature"
+                mine = is_feat & df.columns.isin(columns[own])
+                for k in np.flatnonzero(mine):  # column views of the frame's blocks: no consolidated copy
+                    w.write_column(int(pos[k]), df.iloc[:, k].to_numpy(dtype=np.float32))
+                if c0 == int(feat[0]):  # the other groups (label) once, written after the features: file order
+                    late[dk] = [(int(pos[k]), df.iloc[:, k].to_numpy(dtype=np.float32).copy())
+                                for k in np.flatnonzero(~is_feat)]
             del raw, out
             for attr in handler.ATTR_MAP.values():
                 handler.__dict__.pop(attr, None)
+        for dk, cols_ in late.items():
+            for j, v in cols_:
+                writers[dk].write_column(j, v)
+        del late
         for n in proc_names:
             setattr(handler, n, _merge_fitted([f[n] for f in fitted], columns) if fitted else orig[n])
         frames: dict[str, dict] = {}
@@ -359,7 +421,7 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
             if isinstance(lay, str):
                 frames[dk] = {"alias": lay}
             else:
-                frames[dk] = writers[dk].finish(lay, columns)
+                frames[dk] = writers[dk].finish(lay, out_cols[dk])
         hcache.commit_entry(key, entry, frames, handler)
         entry = None
         t2 = time.perf_counter()

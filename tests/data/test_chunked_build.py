@@ -6,6 +6,7 @@ NaN runs (suspensions), late listings, delistings and a label at the data's end.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 import qlib_prefect
 from qlib_prefect.data import cache as hcache
+from qlib_prefect.data.cache import _crc
 from qlib_prefect.data.handler import Alpha158
 from qlib_prefect.data.synthetic import write_synthetic_market
 from qlib_prefect.errors import ConfigError, QlibPrefectError
@@ -66,6 +68,11 @@ def test_chunked_equals_in_memory(env: Path, monkeypatch: pytest.MonkeyPatch, pr
     assert not chunked.cache_hit
     entries = [p for p in hcache.handler_cache_dir().iterdir() if not p.name.startswith(".")]
     assert len(entries) == 1, "the chunked build streams into one cache entry (no leftover temp folders)"
+    # the checksums taken while the columns were streamed equal those of the files as read back
+    meta = json.loads((entries[0] / "meta.json").read_text())
+    for name, fm in meta["frames"].items():
+        if "alias" not in fm:
+            assert fm["crc"] == _crc(np.load(entries[0] / f"{name}.values.npy", mmap_mode="r")), name
     for dk in ("raw", "infer", "learn"):
         a, b = ref.fetch(data_key=dk), chunked.fetch(data_key=dk)
         pd.testing.assert_frame_equal(a, b, check_exact=True)
