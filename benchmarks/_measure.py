@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["machine_info", "measure", "utc_now", "write_section"]
+__all__ = ["disk_settle", "machine_info", "measure", "utc_now", "write_section"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -122,6 +122,29 @@ def measure(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: st
             "max_rss_mb": round(ru.ru_maxrss / 1024, 1), "peak_tree_mb": round(peak[0] / 2**20, 1),
             "returncode": proc.returncode, "result": result, "loadavg_1min_start": load0,
             "stderr_tail": "".join(err_chunks)[-2000:]}
+
+
+def _disk_counters() -> tuple[str, ...]:
+    try:
+        return tuple(" ".join(line.split()[3:]) for line in Path("/proc/diskstats").read_text().splitlines()
+                     if line.split()[2].startswith(("vd", "sd", "nvme", "xvd")))
+    except OSError:
+        return ()
+
+
+def disk_settle(quiet_s: float = 3.0, timeout_s: float = 120.0) -> float:
+    """Flush dirty pages and wait until no disk counter changed for ``quiet_s`` seconds (at most ``timeout_s``);
+    returns the seconds waited. On a file system mounted with ``discard`` the deletion of a previous run's
+    gigabytes issues TRIMs that stall the next run's writes for seconds: a run should not pay for the one before."""
+    t0 = time.perf_counter()
+    os.sync()
+    prev, quiet = _disk_counters(), 0.0
+    while quiet < quiet_s and time.perf_counter() - t0 < timeout_s:
+        time.sleep(0.5)
+        cur = _disk_counters()
+        quiet = quiet + 0.5 if cur == prev else 0.0
+        prev = cur
+    return time.perf_counter() - t0
 
 
 def machine_info() -> dict:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _measure import machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
+from _measure import disk_settle, machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         data = market(n, t)
         home = OUT / "home"
         shutil.rmtree(home, ignore_errors=True)
+        disk_settle()  # the deleted home's TRIMs must not stall this run's writes
         env = {**os.environ, "QLIB_PREFECT_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true"}
         env.pop("QLIB_PREFECT_HANDLER_CACHE", None)
         if a.max_memory:
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.qlib and Path(oracle).exists():
             if n * t <= a.qlib_max_cells:
                 qenv = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+                disk_settle()
                 qr = measure([oracle, me, "--child", "qlib", "--data", str(data)], env=qenv, cwd=str(OUT))
                 row["qlib"] = qr
                 print(f"{size} qlib: rc {qr['returncode']} wall {qr['wall_s']:.1f} s rss {qr['max_rss_mb']:.0f} MB "

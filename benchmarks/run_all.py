@@ -1,11 +1,11 @@
 """Run the benchmarks one after another (``make bench``): each is its own script, run as a subprocess.
 
-By default the sample-sized benchmarks run (Alpha158, backtest, workflow, rolling, online simulate, routine day,
-recorder, signal evaluation, expressions, report); qlib's side uses its cached figures where the script keeps
-them (pass ``--rerun-qlib`` to measure it again). The market-scale benchmarks (``bench_scale.py`` up to
-4,000 x 5,000, ``bench_scale_run.py``) take tens of minutes and many GB of disk: ``--scale`` adds them.
-Benchmarks rewrite their own section of BENCHMARKS.md; do not run them while the test suite runs (the machine's
-load inflates the wall times).
+By default the sample-sized benchmarks run (Alpha158, backtest, PortAnaRecord stage, workflow, rolling, online
+simulate, routine day, recorder, signal evaluation, expressions, report); qlib's side uses its cached figures where
+the script keeps them (pass ``--rerun-qlib`` to measure it again). The market-scale benchmarks (``bench_scale.py``
+up to 4,000 x 5,000, ``bench_scale_run.py``) take tens of minutes and many GB of disk: ``--scale`` adds them.
+Benchmarks rewrite their own section of BENCHMARKS.md; do not run them while the test suite runs (the machine's load
+inflates the wall times).
 
     .venv/bin/python benchmarks/run_all.py [--only alpha158,online] [--scale] [--rerun-qlib] [--no-write]
 """
@@ -29,6 +29,7 @@ _PRINTS: Flags = (None, None)  # prints only
 BENCHES: dict[str, Bench] = {
     "alpha158": ([], _WRITES, ("--rerun-qlib", None)),
     "backtest": ([], _WRITES, ("--rerun-qlib", None)),
+    "portana": ([], _WRITES, ("--rerun-qlib", None)),
     "workflow": ([], _WRITES, (None, "--skip-qlib")),
     "rolling": ([], _WRITES, (None, "--skip-qlib")),
     "online": ([], _WRITES, ("--rerun-qlib", None)),
