@@ -122,6 +122,28 @@ def test_cap_below_one_chunk_is_a_clear_error(env: Path, monkeypatch: pytest.Mon
     assert leftovers == [], "nothing half-written"
 
 
+def test_a_failed_write_leaves_nothing_behind(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write failing in the background writer (here: the disk is full at the 7th column) fails the build with
+    that error; no entry, temp folder or spill file is left that a later build could mistake for done."""
+    calls = {"n": 0}
+    real = hcache.FrameWriter.write_column
+
+    def full(self, j, values):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise OSError(28, "No space left on device")
+        return real(self, j, values)
+
+    monkeypatch.setattr(hcache.FrameWriter, "write_column", full)
+    with pytest.raises(OSError, match="No space left"):
+        _build(monkeypatch, "8M", cache=True)
+    assert calls["n"] >= 7
+    assert list(hcache.handler_cache_dir().iterdir()) == [], "nothing half-written"
+    monkeypatch.setattr(hcache.FrameWriter, "write_column", real)
+    again = _build(monkeypatch, "8M", cache=True)  # the next build starts from nothing and completes
+    assert not again.cache_hit and len(again.fetch(data_key="learn"))
+
+
 def test_bad_cap_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from qlib_prefect.config.settings import get_settings
 
