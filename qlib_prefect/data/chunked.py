@@ -57,8 +57,9 @@ logger = logging.getLogger(__name__)
 CHUNK_ENV = "QLIB_PREFECT_MAX_MEMORY"
 
 #: bytes of working memory per (calendar day x expression) cell of one instrument in the expression engine
-#: (float64 panel operands and temporaries); measured on Alpha158
-_ENGINE_BYTES_PER_CELL = 48
+#: (float64 panel operands and temporaries: 48, measured on Alpha158), plus the previous block's float32 output
+#: while it is spilled (4)
+_ENGINE_BYTES_PER_CELL = 52
 #: bytes per (row x column) cell of one column chunk in the processors (the chunk, its processed copies, the
 #: transposed per-date buffers of the cross-sectional kernels: 40), plus the previous chunk's output frames while
 #: they are written (8)
@@ -289,11 +290,14 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
     loader = handler.data_loader
     spill_dir = hcache.new_entry_dir(f"spill-{key[:10]}")  # a temp folder naming its owner: swept if we are killed
     entry = None
-    write_pool: ThreadPoolExecutor | None = None
+    spill_pool = write_pool = None
     try:
         # pass 1: the loader output, block by block of instruments
+        # (a block is spilled by a background writer while the next one computes: one block in flight, in order)
         spills: list[_Spill] = []
         columns: pd.Index | None = None
+        spill_pool = ThreadPoolExecutor(1, thread_name_prefix="qlib-prefect-chunk-spill")
+        spilling: Future | None = None
         for i, part in enumerate(_blocks(instruments, block)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "filter_pipe not used with a list": resolved above
@@ -305,8 +309,13 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
             elif not df.columns.equals(columns):
                 raise ConfigError("chunked build: instrument blocks returned different columns")
             if len(df):
-                spills.append(_Spill(spill_dir, i, df))
+                if spilling is not None:
+                    spills.append(spilling.result())
+                spilling = spill_pool.submit(_Spill, spill_dir, i, df)
             del df
+        if spilling is not None:
+            spills.append(spilling.result())
+            spilling = None
         t1 = time.perf_counter()
         logger.info("chunked build: %d instrument blocks computed in %.1fs", len(spills), t1 - t0)
         if columns is None or not spills:
@@ -450,8 +459,9 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
                     "in %.3fs, processed in %.3fs", type(handler).__name__, block, ncols, cap, t1 - t0, t2 - t1)
         return True
     finally:
-        if write_pool is not None:
-            write_pool.shutdown(wait=True)  # no write may still run into a folder discarded below
+        for pool in (spill_pool, write_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)  # no write may still run into a folder discarded below
         if entry is not None:
             hcache.discard_entry_dir(entry)
         hcache.discard_entry_dir(spill_dir)

@@ -144,6 +144,23 @@ def test_a_failed_write_leaves_nothing_behind(env: Path, monkeypatch: pytest.Mon
     assert not again.cache_hit and len(again.fetch(data_key="learn"))
 
 
+def test_a_failed_spill_leaves_nothing_behind(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for the background spill of an instrument block (disk full at the third block)."""
+    from qlib_prefect.data import chunked
+
+    real = chunked._Spill.__init__
+
+    def full(self, folder, i, df):
+        if i == 2:
+            raise OSError(28, "No space left on device")
+        real(self, folder, i, df)
+
+    monkeypatch.setattr(chunked._Spill, "__init__", full)
+    with pytest.raises(OSError, match="No space left"):
+        _build(monkeypatch, "8M", cache=True)
+    assert list(hcache.handler_cache_dir().iterdir()) == [], "nothing half-written"
+
+
 def test_bad_cap_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from qlib_prefect.config.settings import get_settings
 
