@@ -7,7 +7,7 @@ Ours: ``run_workflow`` of qlib's LightGBM/Alpha158 example on the bundled sample
 MLflow, empty ``QLIB_PREFECT_HOME``), then ``--repeat`` re-runs with only ``topk``/``n_drop`` changed (40/4, 45/4,
 ...), in which PortAnaRecord is the one stage computed. The figure is the stage's own wall time from the run
 summary (``stages[...]["seconds"]``: the record's ``generate()`` with the backtest, the analyses, the artifacts,
-and the plots the stage draws: cumulative return, drawdown, turnover PNGs).
+and the plots the stage draws: cumulative return and drawdown PNGs).
 
 qlib 0.9.7 (its own venv): the cold run's ``pred.pkl`` and ``label.pkl`` (written to parquet, read back in qlib's
 venv) saved into a new recorder (MLflow file store), then ``PortAnaRecord(recorder, config=...).generate()`` with
@@ -107,8 +107,8 @@ def render(ours: dict, qlib: dict | None, mach: dict) -> str:
              "* Workload: qlib's LightGBM/Alpha158 example on the bundled sample; the PortAnaRecord of the "
              "`port_analysis_config` (TopkDropout, backtest 2017-01-03..2018-02-06, SPX, account 1e8) on the cold "
              "run's `pred.pkl`, with `topk`/`n_drop` changed so that only this stage computes. Ours: the stage's "
-             "wall time from the run summary (`generate()` + the stage's plots: cumulative return, drawdown, "
-             "turnover PNGs); qlib: `PortAnaRecord(recorder, config).generate()` (qlib draws no plots).", "",
+             "wall time from the run summary (`generate()` + the stage's plots: cumulative return and "
+             "drawdown PNGs); qlib: `PortAnaRecord(recorder, config).generate()` (qlib draws no plots).", "",
              "| side | run | PortAnaRecord stage (s) |", "|---|---|---:|"]
     lines.append(f"| qlib-prefect | cold run (concurrent with SigAnaRecord) | {ours['cold_stage_s']:.3f} |")
     for r in runs:

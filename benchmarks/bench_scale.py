@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 def render(results: list[dict], mach: dict, a: argparse.Namespace) -> str:
     lines = [START, "## Alpha158 at market scale (`benchmarks/bench_scale.py`)", "",
              f"* Date: {utc_now()}; machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gb']} GB RAM, "
-             f"load average at the end {mach['loadavg']} (shared machine: other engineers' jobs ran meanwhile).",
+             f"load average at the end {mach['loadavg']}; the 1-minute load at each run's start is in the table.",
              f"* Command: `.venv/bin/python benchmarks/bench_scale.py --sizes {a.sizes}"
              f"{' --qlib' if a.qlib else ''}{f' --max-memory {a.max_memory}' if a.max_memory else ''}`.",
              "* Synthetic markets (random walks, 20% late listings, 10% delistings, NaN runs); DatasetH(Alpha158, "
@@ -193,9 +193,11 @@ def render(results: list[dict], mach: dict, a: argparse.Namespace) -> str:
               "`QLIB_PREFECT_MAX_MEMORY` (default half the RAM, 11.8 GB here) and out of core above it "
               "(`qlib_prefect/data/chunked.py`: instrument blocks for the features, column chunks holding every row "
               "for the processors, streamed into the memory-mapped handler cache); `chunked` in the table says "
-              "which ran. wall includes the handler cache write that finishes before the process exits.",
+              "which ran. wall includes the handler cache write that finishes before the process exits (the in-memory "
+              "build writes its entry in a background thread; on this VM's disk, writes run at ~70 MB/s at times, "
+              "which `dd` shows too, so wall - build at 2,000 x 3,000 is mostly that write of ~7 GB).",
               "* qlib 0.9.7 runs only up to `--qlib-max-cells` stocks x days (at 500 x 1,250 it already needs "
-              "~100 s; the 2,000 x 3,000 panel would take ~20 min and more RAM)."]
+              "~50-100 s; the 2,000 x 3,000 panel would take ~20 min and more RAM)."]
     lines.append(END)
     return "\n".join(lines)
 
