@@ -27,29 +27,21 @@ import time
 from pathlib import Path
 
 from _measure import machine_info, measure, utc_now, write_section  # benchmarks/ (the script's folder)
+from bench_workflow import EXAMPLE, example_variant
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out" / "portana"
-EXAMPLE = ROOT / "examples" / "benchmarks" / "LightGBM" / "workflow_config_lightgbm_Alpha158.yaml"
 DEFAULT_ORACLE = "/work/qlib-venv/bin/python"
 START, END = "<!-- bench_portana:start -->", "<!-- bench_portana:end -->"
 VARIANTS = [(40, 4), (45, 4), (35, 3), (30, 3), (55, 6)]
-
-
-def _variant(dest: Path, topk: int | None = None, n_drop: int | None = None) -> Path:
-    text = EXAMPLE.read_text()
-    if topk is not None:
-        text = text.replace("topk: 50", f"topk: {topk}").replace("n_drop: 5", f"n_drop: {n_drop}")
-    dest.write_text(text)
-    return dest
 
 
 def child_ours(repeat: int) -> None:
     from qlib_prefect.orchestration import run_workflow
     from qlib_prefect.workflow import R
 
-    cold = run_workflow(str(_variant(OUT / "wf.yaml")), experiment_name="bench_portana")
+    cold = run_workflow(str(example_variant(OUT / "wf.yaml")), experiment_name="bench_portana")
     rec = R.get_recorder(recorder_id=cold["run_id"], experiment_name="bench_portana")
     rec.load_object("pred.pkl").to_parquet(OUT / "pred.parquet")
     rec.load_object("label.pkl").to_parquet(OUT / "label.parquet")
@@ -57,7 +49,7 @@ def child_ours(repeat: int) -> None:
     runs = []
     for topk, n_drop in VARIANTS[:repeat]:
         t0 = time.perf_counter()
-        s = run_workflow(str(_variant(OUT / f"wf_{topk}.yaml", topk, n_drop)), experiment_name="bench_portana")
+        s = run_workflow(str(example_variant(OUT / f"wf_{topk}.yaml", topk, n_drop)), experiment_name="bench_portana")
         computed = [n for n, v in s["stages"].items() if v["state"] == "Completed"]
         runs.append({"topk": topk, "n_drop": n_drop, "stage_s": s["stages"][stage]["seconds"], "computed": computed,
                      "run_s": round(time.perf_counter() - t0, 3),

@@ -55,7 +55,8 @@ print(json.dumps({"run_id": r.info.run_id, "metrics": dict(r.data.metrics)}))
 
 
 
-def _variant(dest: Path, topk: int | None = None, n_drop: int | None = None) -> Path:
+def example_variant(dest: Path, topk: int | None = None, n_drop: int | None = None) -> Path:
+    """The LightGBM/Alpha158 example written to ``dest``, with ``topk``/``n_drop`` changed when given."""
     text = EXAMPLE.read_text()
     if topk is not None:
         text = text.replace("topk: 50", f"topk: {topk}").replace("n_drop: 5", f"n_drop: {n_drop}")
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     data = Path(sample_data_dir(HERE / "out" / "sp500_qlib"))
-    cfg = _variant(OUT / "wf.yaml")
-    cfg_topk = _variant(OUT / "wf_topk.yaml", topk=40, n_drop=4)
+    cfg = example_variant(OUT / "wf.yaml")
+    cfg_topk = example_variant(OUT / "wf_topk.yaml", topk=40, n_drop=4)
     results: dict[str, dict] = {}
 
     oracle = os.environ.get("QLIB_ORACLE_PYTHON", DEFAULT_ORACLE)
