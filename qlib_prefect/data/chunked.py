@@ -315,7 +315,6 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
             del df
         if spilling is not None:
             spills.append(spilling.result())
-            spilling = None
         t1 = time.perf_counter()
         logger.info("chunked build: %d instrument blocks computed in %.1fs", len(spills), t1 - t0)
         if columns is None or not spills:
@@ -437,7 +436,6 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
                 handler.__dict__.pop(attr, None)
         if pending is not None:
             pending.result()
-            pending = None
         for dk, cols_ in late.items():
             for j, v in cols_:
                 writers[dk].write_column(j, v)
