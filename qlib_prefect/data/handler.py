@@ -372,7 +372,7 @@ class DataHandlerLP(DataHandler):
                 self.cache_hit = True
                 return
         self.cache_hit = False
-        if key is not None and self._build_chunked(key, init_type):
+        if self._build_chunked(key, init_type):
             return
         from qlib_prefect.tweaks.heap import heap_reuse
 
@@ -394,15 +394,19 @@ class DataHandlerLP(DataHandler):
         if key is not None:
             hcache.store_handler_async(key, self)
 
-    def _build_chunked(self, key: str, init_type: str) -> bool:
+    def _build_chunked(self, key: str | None, init_type: str) -> bool:
         """Build out of core into the cache entry ``key`` (:mod:`qlib_prefect.data.chunked`) when the in-memory
-        build's estimated peak exceeds ``QLIB_PREFECT_MAX_MEMORY`` and the processors allow it. qlib always builds
-        in memory."""
+        build's estimated peak exceeds ``QLIB_PREFECT_MAX_MEMORY`` and the processors allow it (``key`` None: the
+        cache is off, which the out-of-core build needs). When the peak exceeds the cap but the build cannot run
+        out of core, a warning says why before the in-memory build starts. qlib always builds in memory."""
         from qlib_prefect.config.settings import get_settings
         from qlib_prefect.data import chunked
 
         why = chunked.chunkable(self)
-        if why is not None:
+        if why is None and key is None:
+            why = "it streams into a handler cache entry and this build has none (cache=False, " \
+                  "QLIB_PREFECT_HANDLER_CACHE=0, or a handler the cache does not keep)"
+        if chunked.loader_unchunkable(self) is not None:  # no estimate without the loader's feature fields
             logger.debug("%s: in-memory build (%s)", type(self).__name__, why)
             return False
         cap = get_settings().max_memory_bytes
@@ -412,6 +416,11 @@ class DataHandlerLP(DataHandler):
         instruments = chunked.resolve_instruments(self)
         need = chunked.estimate_inmemory_bytes(self, instruments)
         if need <= cap:
+            return False
+        if why is not None:
+            logger.warning("%s: estimated in-memory peak %.1f GB > QLIB_PREFECT_MAX_MEMORY %.1f GB, but the build "
+                           "cannot run out of core: %s; building in memory", type(self).__name__, need / 2**30,
+                           cap / 2**30, why)
             return False
         logger.info("%s: estimated in-memory peak %.1f GB > QLIB_PREFECT_MAX_MEMORY %.1f GB: chunked build",
                     type(self).__name__, need / 2**30, cap / 2**30)

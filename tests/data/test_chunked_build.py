@@ -161,6 +161,25 @@ def test_a_failed_spill_leaves_nothing_behind(env: Path, monkeypatch: pytest.Mon
     assert list(hcache.handler_cache_dir().iterdir()) == [], "nothing half-written"
 
 
+def test_over_the_cap_but_not_chunkable_warns_why(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A build over the cap that cannot run out of core (a row filter by feature values; or no cache entry to
+    stream into) says so, with the reason, and builds in memory; under the cap nothing is said."""
+    import logging
+
+    drop = {"learn_processors": [{"class": "DropnaProcessor", "kwargs": {"fields_group": "feature"}}]}
+    with caplog.at_level(logging.WARNING, logger="qlib_prefect.data.handler"):
+        h = _build(monkeypatch, "8M", cache=True, **drop)
+        assert not getattr(h, "chunked_build", False) and len(h.fetch(data_key="learn"))
+        h = _build(monkeypatch, "8M", cache=False)
+        assert len(h.fetch(data_key="learn"))
+        _build(monkeypatch, None, cache=False)  # under the default cap
+    msgs = [r.getMessage() for r in caplog.records if "cannot run out of core" in r.getMessage()]
+    assert len(msgs) == 2, msgs
+    assert "QLIB_PREFECT_MAX_MEMORY" in msgs[0] and "drops rows by feature values" in msgs[0]
+    assert "handler cache entry" in msgs[1]
+
+
 def test_bad_cap_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from qlib_prefect.config.settings import get_settings
 
