@@ -230,7 +230,7 @@ class _Spill:
         # the index as level values + per-row codes (no per-row instrument strings)
         idx = df.index
         self.date_levels = pd.DatetimeIndex(idx.levels[0]).asi8
-        self.inst_levels = np.asarray(idx.levels[1].astype(str), dtype=object)
+        self.inst_levels = np.asarray(idx.levels[1].astype(str), dtype=str)
         self.date_codes = np.asarray(idx.codes[0])
         self.inst_codes = np.asarray(idx.codes[1])
 
@@ -322,11 +322,11 @@ def _build_chunked(handler: Any, key: str, init_type: str, cap: int, instruments
         # the whole frame's (datetime, instrument) order: instruments of one block never interleave with another's
         # global levels = the union of the blocks' levels; each block's row codes mapped onto them
         lv0 = np.unique(np.concatenate([s.date_levels for s in spills]))
-        lv1 = np.unique(np.concatenate([s.inst_levels for s in spills]).astype(str))
+        lv1 = np.unique(np.concatenate([s.inst_levels for s in spills]))
         date_codes = np.concatenate(
             [np.searchsorted(lv0, s.date_levels).astype(np.int32)[s.date_codes] for s in spills])
         inst_codes = np.concatenate(
-            [np.searchsorted(lv1, s.inst_levels.astype(str)).astype(np.int32)[s.inst_codes] for s in spills])
+            [np.searchsorted(lv1, s.inst_levels).astype(np.int32)[s.inst_codes] for s in spills])
         order = np.lexsort((inst_codes, date_codes))  # row i of the frame is row order[i] of the spilled blocks
         index = pd.MultiIndex(
             levels=[pd.DatetimeIndex(lv0.view("M8[ns]")), pd.Index(lv1, dtype=object)],
