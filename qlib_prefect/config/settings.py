@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     handler_cache: bool = Field(True, description="`0` turns the handler cache off")
     max_memory: int | None = Field(None, gt=0, description="working-memory cap of a handler build, bytes or "
                                    "`512M`/`8G`/`1T` (default: half the machine's RAM); a build whose panel "
-                                   "would exceed it runs in chunks streamed into the memory-mapped handler cache")
+                                   "would exceed it runs in chunks streamed into the memory-mapped handler cache (one "
+                                   "that cannot, because a processor is not column-local or the cache is off, "
+                                   "warns with the reason and builds in memory)")
     window_deployment: str | None = Field(None, description="deployment that runs rolling windows "
                                           "(default `qlib-workflow/qlib-workflow`)")
     early_server: bool = Field(True, description="tweak: the CLI starts Prefect's temporary API server at once "
